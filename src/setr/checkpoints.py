@@ -1,0 +1,259 @@
+"""Weights in and out.
+
+* Our format: ``<name>.safetensors`` (weights) with the ``ModelConfig`` as JSON in the file's metadata and in a
+  ``<name>.json`` beside it, so a model is rebuilt from the file alone (``load_model``).
+* Original SETR checkpoints (mmcv: ``{'meta', 'state_dict', 'optimizer'}``): keys are the same as ours; the unused
+  ``*.conv_seg.*`` layers are dropped, a position embedding trained at another crop is resampled, and any other
+  missing or unexpected key is an error that names them (no silent ``strict=False``).
+* ImageNet ViT/DeiT weights for the backbone (``load_pretrained_backbone``): a local ``.pth``/``.bin``,
+  ``.npz`` (JAX, through timm's loader) or ``.safetensors`` file in timm layout, or DeiT's ``{'model': ...}``,
+  or a timm model name (downloaded by timm where the network allows). The position embedding is resampled
+  exactly as the original (cls row kept, DeiT distillation row dropped, bilinear, align_corners=False);
+  ``head.*``, ``head_dist.*``, ``dist_token`` and the final ``norm.*`` are dropped, as the original does.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from .config import ModelConfig, build_model
+from .errors import SetrError
+
+FORMAT_KEY = "setr_config"
+IGNORED_ORIGINAL_KEYS = (".conv_seg.",)
+IGNORED_PRETRAINED_PREFIXES = ("head.", "head_dist.", "dist_token", "norm.", "fc_norm.", "pre_logits.")
+
+
+# --------------------------------------------------------------------------- reading files
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Tensors from a .safetensors / .pth / .pt / .bin file (mmcv ``state_dict`` and DeiT ``model`` unwrapped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SetrError(f"{path}: checkpoint file not found")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # noqa: BLE001 - any parse failure is a bad file
+            raise SetrError(f"{path}: not a readable safetensors file ({exc})") from None
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001
+        raise SetrError(f"{path}: not a PyTorch checkpoint (.pth/.pt) or safetensors file ({type(exc).__name__})") from None
+    return unwrap_state_dict(obj, path)
+
+
+def unwrap_state_dict(obj: Any, path: str | os.PathLike = "<checkpoint>") -> dict[str, torch.Tensor]:
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model", "model_state"):
+            if key in obj and isinstance(obj[key], Mapping):
+                obj = obj[key]
+                break
+        tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+        if tensors:
+            return {k[len("module."):] if k.startswith("module.") else k: v for k, v in tensors.items()}
+    raise SetrError(f"{path}: expected a state dict (or a dict with 'state_dict' / 'model'), found no tensors")
+
+
+# --------------------------------------------------------------------------- original SETR checkpoints
+def convert_original_state_dict(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """Original SETR (mmseg 0.x) keys -> ours: drop ``conv_seg``; resample ``backbone.pos_embed`` if needed."""
+    from .models.vit import resample_patch_pos_embed
+
+    out = {k: v for k, v in state_dict.items() if not any(s in k for s in IGNORED_ORIGINAL_KEYS)}
+    pe = out.get("backbone.pos_embed")
+    target = getattr(model, "backbone", None)
+    if pe is not None and target is not None and pe.shape != target.pos_embed.shape:
+        out["backbone.pos_embed"] = resample_patch_pos_embed(pe, target.grid_size)
+    return out
+
+
+def check_keys(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str,
+               allow_missing: tuple[str, ...] = ()) -> None:
+    """Refuse missing / unexpected / mis-shaped keys with one line that names them."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict and not k.startswith(allow_missing)]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}" for k in own
+              if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys ({_few(missing)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys ({_few(unexpected)})")
+    if shapes:
+        problems.append(f"{len(shapes)} shape mismatches ({_few(shapes)})")
+    if problems:
+        raise SetrError(f"{source}: checkpoint does not match the model: " + "; ".join(problems)
+                        + ". Is it for another preset or class count?")
+
+
+def _few(items: list[str], n: int = 4) -> str:
+    return ", ".join(items[:n]) + (", ..." if len(items) > n else "")
+
+
+def load_original_checkpoint(model: nn.Module, path_or_state: str | os.PathLike | Mapping[str, torch.Tensor],
+                             source: str | None = None) -> nn.Module:
+    """Load an original SETR checkpoint (or its ``state_dict``) into ``model``, strictly."""
+    if isinstance(path_or_state, Mapping):
+        sd, source = unwrap_state_dict(path_or_state, source or "<state_dict>"), source or "<state_dict>"
+    else:
+        sd, source = read_state_dict(path_or_state), str(path_or_state)
+    sd = convert_original_state_dict(sd, model)
+    own = model.state_dict()
+    if not any(k.startswith("auxiliary_head.") for k in own):  # inference-only model: aux weights not needed
+        sd = {k: v for k, v in sd.items() if not k.startswith("auxiliary_head.")}
+    check_keys(model, sd, source)
+    model.load_state_dict(sd, strict=True)
+    return model
+
+
+# --------------------------------------------------------------------------- our own format
+def save_model(model: nn.Module, cfg: ModelConfig, path: str | os.PathLike, extra_meta: Mapping[str, str] | None = None) -> Path:
+    """Write ``path`` (.safetensors, atomically) and ``path.json`` (the config)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        path = path.with_suffix(".safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    meta = {FORMAT_KEY: cfg.to_json(), **(extra_meta or {})}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    atomic_write(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(cfg.to_json()))
+    return path
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` then rename over ``path``: readers never see a half-written file."""
+    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def read_config(path: str | os.PathLike) -> ModelConfig | None:
+    """The ModelConfig stored with one of our checkpoints, or None for foreign files."""
+    path = Path(path)
+    if path.suffix == ".safetensors" and path.is_file():
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+        except Exception:  # noqa: BLE001
+            raise SetrError(f"{path}: not a readable safetensors file") from None
+        if FORMAT_KEY in meta:
+            return ModelConfig.from_dict(json.loads(meta[FORMAT_KEY]))
+    side = path.with_suffix(".json")
+    if side.is_file() and side != path:
+        return ModelConfig.from_dict(json.loads(side.read_text()))
+    return None
+
+
+def load_model(path: str | os.PathLike, cfg: ModelConfig | None = None, with_aux: bool = False) -> tuple[nn.Module, ModelConfig]:
+    """Build and load a model from a checkpoint: ours (config inside) or an original one (``cfg`` required)."""
+    stored = read_config(path)
+    if cfg is None:
+        cfg = stored
+    if cfg is None:
+        raise SetrError(f"{path}: no model config stored with this checkpoint; name the preset it belongs to")
+    if stored is not None and cfg is not stored:
+        _check_same_model(stored, cfg, path)
+    model = build_model(cfg, with_aux=with_aux)
+    load_original_checkpoint(model, path)
+    return model, cfg
+
+
+def _check_same_model(stored: ModelConfig, cfg: ModelConfig, path) -> None:
+    a, b = stored.to_dict(), cfg.to_dict()
+    diffs = [k for k in ("num_classes", "backbone", "decode_head") if a[k] != b[k]]
+    if "num_classes" in diffs:
+        raise SetrError(f"{path}: checkpoint is for {stored.num_classes} classes, the preset has {cfg.num_classes}")
+    if diffs:
+        raise SetrError(f"{path}: checkpoint was saved for another model ({', '.join(diffs)} differ from the preset)")
+
+
+# --------------------------------------------------------------------------- ImageNet-pretrained backbones
+def read_pretrained(source: str | os.PathLike, embed_dim: int | None = None) -> dict[str, torch.Tensor]:
+    """timm-layout ViT/DeiT tensors from a local file or a timm model name."""
+    path = Path(source)
+    if path.suffix == ".npz":
+        if not path.is_file():
+            raise SetrError(f"{path}: pretrained weights file not found")
+        return _read_npz_with_timm(path)
+    if path.suffix in (".pth", ".pt", ".bin", ".safetensors") or path.exists():
+        return read_state_dict(path)
+    return _read_timm_hub(str(source))
+
+
+def _read_npz_with_timm(path: Path) -> dict[str, torch.Tensor]:
+    """JAX .npz checkpoints through timm's own loader (into a timm ViT of the file's shape)."""
+    import numpy as np
+    import timm
+
+    with np.load(path) as w:
+        prefix = "opt/target/" if "opt/target/embedding/kernel" in w else ""
+        kernel = w[f"{prefix}embedding/kernel"]  # (p, p, 3, C)
+        pos = w[f"{prefix}Transformer/posembed_input/pos_embedding"]  # (1, 1 + g*g, C)
+        depth = len({k.split("/")[1] for k in w.files if "encoderblock_" in k})
+        head_dim_keys = [k for k in w.files if k.endswith("MultiHeadDotProductAttention_1/query/kernel")]
+        num_heads = w[head_dim_keys[0]].shape[1]
+    patch, embed = kernel.shape[0], kernel.shape[-1]
+    grid = int((pos.shape[1] - 1) ** 0.5)
+    model = timm.models.vision_transformer.VisionTransformer(
+        img_size=grid * patch, patch_size=patch, embed_dim=embed, depth=depth, num_heads=num_heads, num_classes=0)
+    model.load_pretrained(str(path))
+    return model.state_dict()
+
+
+def _read_timm_hub(name: str) -> dict[str, torch.Tensor]:
+    import timm
+
+    if name not in timm.list_models(pretrained=True):
+        raise SetrError(f"{name}: not a local file, and not a timm model name with pretrained weights")
+    try:
+        model = timm.create_model(name, pretrained=True, num_classes=0)
+    except Exception as exc:  # noqa: BLE001 - no network, hub errors, ...
+        raise SetrError(f"{name}: could not fetch pretrained weights through timm ({type(exc).__name__}: {exc}); "
+                        "download the file and pass its path instead") from None
+    return model.state_dict()
+
+
+def convert_pretrained_vit(state_dict: Mapping[str, torch.Tensor], backbone: nn.Module) -> dict[str, torch.Tensor]:
+    """timm/DeiT ViT keys -> our backbone's keys, the position embedding resampled to the backbone's grid."""
+    from .models.vit import resample_patch_pos_embed
+
+    out = {k: v for k, v in state_dict.items() if not k.startswith(IGNORED_PRETRAINED_PREFIXES)}
+    if "pos_embed" in out:
+        out["pos_embed"] = resample_patch_pos_embed(out["pos_embed"], backbone.grid_size)
+    return out
+
+
+def load_pretrained_backbone(backbone: nn.Module, source: str | os.PathLike) -> dict[str, list[str]]:
+    """Initialise the ViT part of a backbone from ImageNet weights. Every ViT key must be present with its
+    shape; the MLA norms and neck (never in ImageNet files) stay at their init. Returns what was left out."""
+    sd = convert_pretrained_vit(read_pretrained(source), backbone)
+    own = backbone.state_dict()
+    vit_keys = [k for k in own if not k.startswith(("mla.", "norm_"))]
+    missing = [k for k in vit_keys if k not in sd]
+    shapes = [f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in vit_keys
+              if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
+    if missing or shapes:
+        raise SetrError(f"{source}: pretrained weights do not fit this backbone: "
+                        + "; ".join(p for p in (missing and f"missing {_few(missing)}",
+                                                shapes and f"shape mismatch {_few(shapes)}") if p))
+    unexpected = [k for k in sd if k not in own]
+    backbone.load_state_dict({k: sd[k] for k in vit_keys}, strict=False)
+    return {"unexpected": unexpected, "kept_init": [k for k in own if k not in vit_keys]}

@@ -1,0 +1,47 @@
+"""SETR-PUP (progressive upsampling) decode head.
+
+LN -> 4 x [3x3 conv -> BN -> ReLU], with a x2 bilinear upsample after each of the first three -> 1x1 classifier
+at 1/2 resolution -> x2 upsample of the logits (reference quirk: the last upsample follows the classifier) ->
+resize to the output size (a no-op when the input is a multiple of the patch size).
+Keys: ``norm``, ``conv_0..conv_4``, ``syncbn_fc_0..3`` (the original's).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .common import bn, resize, tokens_to_map
+from .naive import LAYER_NORM_EPS
+
+NUM_CONVS = 4
+
+
+class PUPHead(nn.Module):
+    def __init__(self, in_index: int, embed_dim: int, num_classes: int, channels: int = 256,
+                 align_corners: bool = False, has_cls_token: bool = True):
+        super().__init__()
+        self.in_index = in_index
+        self.num_classes = num_classes
+        self.align_corners = align_corners
+        self.has_cls_token = has_cls_token
+        self.norm = nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS)
+        for i in range(NUM_CONVS):
+            self.add_module(f"conv_{i}", nn.Conv2d(embed_dim if i == 0 else channels, channels, 3, padding=1))
+            self.add_module(f"syncbn_fc_{i}", bn(channels))
+        self.add_module(f"conv_{NUM_CONVS}", nn.Conv2d(channels, num_classes, 1))
+
+    def _up2(self, x: torch.Tensor) -> torch.Tensor:
+        return resize(x, (2 * x.shape[-2], 2 * x.shape[-1]), self.align_corners)
+
+    def forward(self, feats: Sequence[torch.Tensor], out_size: Sequence[int],
+                grid: Sequence[int] | None = None) -> torch.Tensor:
+        x = tokens_to_map(self.norm(feats[self.in_index]), grid, self.has_cls_token)  # (B, C, h, w)
+        for i in range(NUM_CONVS):
+            x = F.relu(getattr(self, f"syncbn_fc_{i}")(getattr(self, f"conv_{i}")(x)), inplace=True)
+            if i < NUM_CONVS - 1:
+                x = self._up2(x)  # h -> 2h -> 4h -> 8h
+        x = self._up2(getattr(self, f"conv_{NUM_CONVS}")(x))  # classifier at 8h, logits to 16h
+        return resize(x, out_size, self.align_corners)

@@ -1,0 +1,132 @@
+"""Encoder-decoder segmentor: backbone + decode head + auxiliary heads, with the original's inference modes.
+
+* ``whole``: one forward over the image; beyond the original, any size works (the image is padded on the
+  bottom/right to a multiple of the patch size and the position embedding is resampled on the fly).
+* ``slide``: square windows on the original grid (``h_grids = max(H - crop + stride - 1, 0) // stride + 1``,
+  the last window flush with the edge); window **logits** are summed and divided by the coverage count.
+  Beyond the original, images smaller than the crop are padded instead of crashing.
+* multi-scale + flip (``aug_inference``): **softmax probabilities** of every augmented view, flipped back,
+  resized to the original size, summed in order and divided by the number of views.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .heads.common import resize
+
+
+def slide_windows(height: int, width: int, crop: Sequence[int], stride: Sequence[int]) -> list[tuple[int, int, int, int]]:
+    """Windows [y1, y2, x1, x2] in the original's order (row-major), the last row/column flush with the edge."""
+    ch, cw = crop
+    sh, sw = stride
+    h_grids = max(height - ch + sh - 1, 0) // sh + 1
+    w_grids = max(width - cw + sw - 1, 0) // sw + 1
+    windows = []
+    for i in range(h_grids):
+        for j in range(w_grids):
+            y2 = min(i * sh + ch, height)
+            x2 = min(j * sw + cw, width)
+            windows.append((max(y2 - ch, 0), y2, max(x2 - cw, 0), x2))
+    return windows
+
+
+class EncoderDecoder(nn.Module):
+    def __init__(self, backbone: nn.Module, decode_head: nn.Module, auxiliary_head: Sequence[nn.Module] = (),
+                 num_classes: int | None = None, align_corners: bool = False):
+        super().__init__()
+        self.backbone = backbone
+        self.decode_head = decode_head
+        self.auxiliary_head = nn.ModuleList(auxiliary_head)
+        self.num_classes = num_classes if num_classes is not None else decode_head.num_classes
+        self.align_corners = align_corners
+
+    # ------------------------------------------------------------------ forward passes
+    def _pad_to_patch_multiple(self, img: torch.Tensor) -> torch.Tensor:
+        p = self.backbone.patch_size
+        h, w = img.shape[-2:]
+        ph, pw = (-h) % p, (-w) % p
+        return F.pad(img, (0, pw, 0, ph)) if (ph or pw) else img
+
+    def _heads(self, img: torch.Tensor, with_aux: bool) -> list[torch.Tensor]:
+        """Logits of the decode head (and aux heads) at the size of ``img``, each (B, K, H, W)."""
+        h, w = img.shape[-2:]
+        padded = self._pad_to_patch_multiple(img)
+        feats = self.backbone(padded)
+        grid = self.backbone.token_grid(padded.shape[-2:])
+        size = padded.shape[-2:]
+        heads = [self.decode_head, *self.auxiliary_head] if with_aux else [self.decode_head]
+        outs = [head(feats, out_size=size, grid=grid) for head in heads]
+        return [o[..., :h, :w] if tuple(size) != (h, w) else o for o in outs]
+
+    def encode_decode(self, img: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) normalised image -> (B, K, H, W) decode-head logits."""
+        return self._heads(img, with_aux=False)[0]
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        return self.encode_decode(img)
+
+    def forward_train(self, img: torch.Tensor) -> list[torch.Tensor]:
+        """Logits of the decode head followed by every auxiliary head, each at the input size."""
+        return self._heads(img, with_aux=True)
+
+    # ------------------------------------------------------------------ inference
+    def whole_inference(self, img: torch.Tensor, ori_hw: Sequence[int] | None = None) -> torch.Tensor:
+        logits = self.encode_decode(img)
+        return resize(logits, ori_hw, self.align_corners) if ori_hw is not None else logits
+
+    def slide_inference(self, img: torch.Tensor, crop: Sequence[int], stride: Sequence[int],
+                        ori_hw: Sequence[int] | None = None, window_batch: int = 1) -> torch.Tensor:
+        """Average of window logits over the image, then resized to ``ori_hw``. ``window_batch`` windows go
+        through the network together (1 reproduces the original's order of operations exactly)."""
+        b, _, h, w = img.shape
+        ch, cw = crop
+        # beyond the original: an image smaller than the crop is padded (bottom/right) instead of crashing
+        pad_h, pad_w = max(ch - h, 0), max(cw - w, 0)
+        if pad_h or pad_w:
+            img = F.pad(img, (0, pad_w, 0, pad_h))
+        hp, wp = img.shape[-2:]
+        windows = slide_windows(hp, wp, crop, stride)
+        preds = img.new_zeros((b, self.num_classes, hp, wp))
+        count = img.new_zeros((1, 1, hp, wp))
+        for start in range(0, len(windows), window_batch):
+            group = windows[start:start + window_batch]
+            crops = torch.cat([img[:, :, y1:y2, x1:x2] for y1, y2, x1, x2 in group], dim=0)
+            logits = self.encode_decode(crops).split(b, dim=0)
+            for (y1, y2, x1, x2), logit in zip(group, logits):
+                preds[:, :, y1:y2, x1:x2] += logit
+                count[:, :, y1:y2, x1:x2] += 1
+        logits = (preds / count)[:, :, :h, :w]
+        return resize(logits, ori_hw, self.align_corners) if ori_hw is not None else logits
+
+    def inference_logits(self, img: torch.Tensor, mode: str = "whole", crop: Sequence[int] | None = None,
+                         stride: Sequence[int] | None = None, ori_hw: Sequence[int] | None = None,
+                         window_batch: int = 1) -> torch.Tensor:
+        if mode == "whole":
+            return self.whole_inference(img, ori_hw)
+        if mode == "slide":
+            if crop is None or stride is None:
+                raise ValueError("slide inference needs crop and stride")
+            return self.slide_inference(img, crop, stride, ori_hw, window_batch)
+        raise ValueError(f"unknown inference mode {mode!r}: expected 'whole' or 'slide'")
+
+    def inference(self, img: torch.Tensor, mode: str = "whole", crop: Sequence[int] | None = None,
+                  stride: Sequence[int] | None = None, ori_hw: Sequence[int] | None = None, flip: bool = False,
+                  window_batch: int = 1) -> torch.Tensor:
+        """Softmax probabilities at ``ori_hw``; with ``flip`` the (horizontally flipped) input's map is flipped back."""
+        logits = self.inference_logits(img, mode, crop, stride, ori_hw, window_batch)
+        probs = F.softmax(logits.float(), dim=1)
+        return probs.flip(dims=(3,)) if flip else probs
+
+    def aug_inference(self, imgs: Sequence[torch.Tensor], flips: Sequence[bool], ori_hw: Sequence[int],
+                      mode: str = "whole", crop: Sequence[int] | None = None,
+                      stride: Sequence[int] | None = None, window_batch: int = 1) -> torch.Tensor:
+        """Mean of the softmax probabilities of every augmented view (already resized / flipped)."""
+        total = None
+        for img, flip in zip(imgs, flips):
+            probs = self.inference(img, mode, crop, stride, ori_hw, flip, window_batch)
+            total = probs if total is None else total + probs
+        return total / len(imgs)
