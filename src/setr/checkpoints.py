@@ -200,16 +200,21 @@ def read_pretrained(source: str | os.PathLike, embed_dim: int | None = None) -> 
 
 def _read_npz_with_timm(path: Path) -> dict[str, torch.Tensor]:
     """JAX .npz checkpoints through timm's own loader (into a timm ViT of the file's shape)."""
+    import re
+
     import numpy as np
     import timm
 
-    with np.load(path) as w:
-        prefix = "opt/target/" if "opt/target/embedding/kernel" in w else ""
-        kernel = w[f"{prefix}embedding/kernel"]  # (p, p, 3, C)
-        pos = w[f"{prefix}Transformer/posembed_input/pos_embedding"]  # (1, 1 + g*g, C)
-        depth = len({k.split("/")[1] for k in w.files if "encoderblock_" in k})
-        head_dim_keys = [k for k in w.files if k.endswith("MultiHeadDotProductAttention_1/query/kernel")]
-        num_heads = w[head_dim_keys[0]].shape[1]
+    try:
+        with np.load(path) as w:
+            prefix = "opt/target/" if "opt/target/embedding/kernel" in w else ""
+            kernel = w[f"{prefix}embedding/kernel"]  # (p, p, 3, C)
+            pos = w[f"{prefix}Transformer/posembed_input/pos_embedding"]  # (1, 1 + g*g, C)
+            depth = len({m.group(1) for k in w.files if (m := re.search(r"encoderblock_(\d+)/", k))})
+            query = [k for k in w.files if k.endswith("MultiHeadDotProductAttention_1/query/kernel")]
+            num_heads = w[query[0]].shape[1]  # (C, heads, head_dim)
+    except (KeyError, IndexError, ValueError, OSError) as exc:
+        raise SetrError(f"{path}: not a ViT .npz checkpoint in the JAX layout ({exc})") from None
     patch, embed = kernel.shape[0], kernel.shape[-1]
     grid = int((pos.shape[1] - 1) ** 0.5)
     model = timm.models.vision_transformer.VisionTransformer(

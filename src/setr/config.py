@@ -54,6 +54,11 @@ class TestConfig:
     mode: str = "slide"  # "slide" or "whole"
     crop_size: tuple[int, int] = (768, 768)
     stride: tuple[int, int] = (512, 512)
+    img_scale: tuple[int, int] | None = None  # (long, short) test resize; None keeps the image size
+    resize_mode: str = "keep_ratio"  # "keep_ratio" (fit inside img_scale) or "short_side" (short = img_scale[1])
+    aug: bool = False  # multi-scale + flip by default (the _MS presets)
+    aug_ratios: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+    aug_flip: bool = True
 
 
 @dataclass
@@ -83,9 +88,11 @@ class ModelConfig:
             if bb.get(key) is not None:
                 bb[key] = _as_tuple(bb[key])
         test = dict(d.pop("test", {}))
-        for key in ("crop_size", "stride"):
-            if key in test:
+        for key in ("crop_size", "stride", "img_scale"):
+            if test.get(key) is not None:
                 test[key] = _as_tuple(test[key])
+        if "aug_ratios" in test:
+            test["aug_ratios"] = tuple(float(r) for r in test["aug_ratios"])
         for key in ("mean", "std"):
             if key in d:
                 d[key] = tuple(d[key])

@@ -1,0 +1,47 @@
+"""The ``Preset``: one runnable configuration of the original results tables (model + recipe + test setup)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import ModelConfig
+
+
+@dataclass
+class TrainRecipe:
+    iters: int = 40000
+    batch_size: int = 8  # global batch (the original: samples_per_gpu x 8 GPUs)
+    optimizer: str = "sgd"
+    lr: float = 0.01  # backbone; parameters whose name contains "head" get lr x head_lr_mult
+    head_lr_mult: float = 10.0
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    poly_power: float = 0.9
+    min_lr: float = 1e-4
+    warmup_iters: int = 0
+    eval_interval: int = 4000  # iters / 10 in the original
+    loss_normalisation: str = "all_pixels"  # original: mean over all pixels incl. ignored; or "valid_pixels"
+
+
+@dataclass
+class Preset:
+    name: str
+    family: str  # "setr"
+    dataset: str
+    backbone_name: str  # e.g. "vit_large_patch16_384"
+    head_name: str  # e.g. "PUP"
+    model: ModelConfig
+    train: TrainRecipe = field(default_factory=TrainRecipe)
+    reported_miou: float | None = None  # single-scale mIoU (%), original README
+    reported_ms_miou: float | None = None  # ms+flip mIoU (%), original README
+    notes: tuple[str, ...] = ()
+
+    def summary(self) -> dict[str, Any]:
+        return {"name": self.name, "dataset": self.dataset, "crop": list(self.model.backbone.img_size),
+                "backbone": self.backbone_name, "head": self.head_name, "iters": self.train.iters,
+                "batch_size": self.train.batch_size, "reported_mIoU": self.reported_miou,
+                "reported_ms_mIoU": self.reported_ms_miou, "multi_scale_test": self.model.test.aug}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
