@@ -34,3 +34,21 @@ def tiny_config(head: str = "pup", num_classes: int = 4, img_size=(32, 32), patc
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def tiny_sets(preset, crop: int = 64, depth: int = 4) -> list[str]:
+    """--set overrides that shrink any SETR preset to a few-second model on crop x crop images."""
+    cfg = preset.model
+    sets = [f"model.backbone.embed_dim=32", f"model.backbone.depth={depth}", "model.backbone.num_heads=2",
+            f"model.backbone.img_size=[{crop},{crop}]", f"data.crop_size=[{crop},{crop}]",
+            f"data.img_scale=[{2 * crop},{crop}]", f"model.test.crop_size=[{crop},{crop}]",
+            f"model.test.stride=[{crop * 2 // 3},{crop * 2 // 3}]", f"model.test.img_scale=[{2 * crop},{crop}]",
+            "data.workers=0", "train.batch_size=2"]
+    if cfg.backbone.type == "vit_mla":
+        sets += ["model.backbone.mla_index=[0,1,2,3]", "model.backbone.mla_channels=16",
+                 "model.decode_head.mlahead_channels=8"]
+    else:
+        sets += [f"model.decode_head.in_index={depth - 1}", "model.decode_head.channels=16"]
+        for i in range(len(cfg.aux_heads)):
+            sets += [f"model.aux_heads.{i}.in_index={i % depth}", f"model.aux_heads.{i}.channels=16"]
+    return sets

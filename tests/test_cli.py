@@ -33,6 +33,8 @@ def test_presets_lists_names_datasets_and_miou(capsys):
     assert main(["presets", "--dataset", "ade20k", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert {r["dataset"] for r in rows} == {"ade20k"} and len(rows) == 12
+    assert main(["presets", "--dataset", "folder"]) == 0
+    assert "setr_demo_pup_tiny_64x64_shapes" in capsys.readouterr().out
 
 
 def test_info_json_param_counts(capsys):

@@ -1,2 +1,11 @@
-"""SETR: vision transformers for semantic segmentation."""
+"""SETR: vision transformers for semantic segmentation (the original SETR family, for today's PyTorch)."""
 __version__ = "0.1.0"
+
+from .checkpoints import load_model, save_model
+from .config import ModelConfig, build_model
+from .errors import SetrError
+from .inference import Segmenter, read_image
+from .presets import get_preset, list_presets
+
+__all__ = ["ModelConfig", "Segmenter", "SetrError", "build_model", "get_preset", "list_presets", "load_model",
+           "read_image", "save_model", "__version__"]

@@ -112,13 +112,123 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- train / test / evaluate / demo
+def resolve_preset(args: argparse.Namespace):
+    """The preset with --iters / --batch-size / --set applied."""
+    from .overrides import apply_overrides
+    from .presets import get_preset
+
+    preset = get_preset(args.preset)
+    sets = list(getattr(args, "set", None) or [])
+    if getattr(args, "iters", None):
+        sets.append(f"train.iters={args.iters}")
+    if getattr(args, "batch_size", None):
+        sets.append(f"train.batch_size={args.batch_size}")
+    apply_overrides(preset, sets)
+    if getattr(args, "iters", None) and preset.train.eval_interval > preset.train.iters:
+        preset.train.eval_interval = preset.train.iters
+    return preset
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .engine.trainer import train
+
+    preset = resolve_preset(args)
+    work_dir = Path(args.work_dir or Path("work_dirs") / preset.name)
+    resume = True if args.resume == "latest" else args.resume
+    result = train(preset, args.data_root, work_dir, resume=resume, load_from=args.load_from,
+                   pretrained=args.pretrained, amp=args.amp, device=args.device, seed=args.seed,
+                   progress=not args.no_progress, validate=not args.no_validate)
+    msg = f"trained {preset.name} to iteration {result.iterations}; checkpoints and logs in {work_dir}"
+    if result.metrics:
+        msg += f"; mIoU {result.metrics['mIoU']:.4f}"
+    if int(__import__("os").environ.get("RANK", "0")) == 0:
+        print(msg)
+    return 0
+
+
+def _load_for_test(args, preset):
+    from .checkpoints import load_model, read_config
+    from .inference import Segmenter
+
+    stored = read_config(args.checkpoint)
+    cfg = preset.model
+    if stored is not None and not args.set:
+        cfg = stored  # our checkpoint knows its model (class names of a folder dataset included)
+    model, cfg = load_model(args.checkpoint, cfg)
+    return Segmenter(model, cfg, device=_device(args.device), mode=args.mode, aug=True if args.aug else None,
+                     window_batch=args.window_batch)
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .data.datasets import build_dataset
+    from .evaluation.evaluate import evaluate
+    from .evaluation.formats import SubmissionWriter
+    from .evaluation.metrics import format_table, to_json
+
+    preset = resolve_preset(args)
+    if args.format_only and not args.out:
+        raise SetrError("--format-only needs --out DIR for the prediction files")
+    seg = _load_for_test(args, preset)
+    dataset = build_dataset(preset.data.dataset, args.data_root, args.split, seg.cfg.num_classes,
+                            require_masks=not args.format_only)
+    writer = SubmissionWriter(preset.data.dataset, args.out) if args.out else None
+    metrics = evaluate(seg, dataset, progress=not args.no_progress, show_dir=args.show_dir, formatter=writer)
+    if writer is not None:
+        print(f"wrote {len(writer.written)} prediction files to {args.out}")
+    if args.format_only or not metrics:
+        return 0
+    metrics.update({"preset": preset.name, "checkpoint": str(args.checkpoint), "split": args.split,
+                    "mode": seg.mode, "aug": seg.aug, "num_images": len(dataset)})
+    json_path = Path(args.json or Path(args.checkpoint).with_name(f"{Path(args.checkpoint).stem}_{args.split}_metrics.json"))
+    json_path.write_text(to_json(metrics))
+    print(format_table(metrics))
+    print(f"metrics written to {json_path}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation.evaluate import evaluate_folders
+    from .evaluation.metrics import format_table, to_json
+
+    metrics = evaluate_folders(args.pred_dir, args.gt_dir, args.num_classes, args.reduce_zero_label,
+                               args.ignore_index)
+    print(to_json(metrics) if args.json else format_table(metrics))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    metrics = run_demo(args.work_dir, iters=args.iters, progress=not args.no_progress)
+    print(f"demo mIoU {metrics['mIoU']:.4f} (aAcc {metrics['aAcc']:.4f}); results in {args.work_dir}")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .data.convert import convert_cityscapes, convert_pascal_context
+
+    if args.dataset == "cityscapes":
+        written = convert_cityscapes(args.root, args.gt_dir, args.out_dir, args.nproc)
+    else:
+        if not args.context_dir:
+            raise SetrError("pascal_context needs --context-dir (the PASCAL-Context release: trainval/, labels.txt)")
+        written = convert_pascal_context(args.root, args.context_dir, args.train_list, args.val_list)
+    print(f"wrote {len(written)} label maps")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="setr", description="SETR semantic segmentation: presets, inference, tools.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("presets", help="list the named presets (the original results tables)")
-    p.add_argument("--dataset", choices=("cityscapes", "ade20k", "pascal_context"))
+    p.add_argument("--dataset", choices=("cityscapes", "ade20k", "pascal_context", "folder"))
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_presets)
 
@@ -144,7 +254,78 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     _add_device(p)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("train", help="train a preset (one process, or N with torchrun)")
+    p.add_argument("preset")
+    p.add_argument("--data-root", required=True, help="dataset folder in the preset's layout")
+    p.add_argument("--work-dir", help="checkpoints and logs (default: work_dirs/<preset>)")
+    p.add_argument("--iters", type=int, help="total iterations (default: the preset's)")
+    p.add_argument("--batch-size", type=int, help="global batch size (default: the preset's)")
+    p.add_argument("--amp", choices=("bf16", "fp16"), help="mixed precision")
+    p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="CKPT",
+                   help="continue from CKPT, or from the latest iter_*.pth in the work dir")
+    p.add_argument("--load-from", help="start from these weights (a checkpoint), at iteration 0")
+    p.add_argument("--pretrained", help="ImageNet ViT/DeiT weights for the backbone: a .pth/.npz/.safetensors "
+                                        "file or a timm model name")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override preset values")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-validate", action="store_true", help="no evaluation during training")
+    p.add_argument("--no-progress", action="store_true")
+    _add_device(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("test", help="evaluate a checkpoint on a dataset split (mIoU, mAcc, aAcc, per class)")
+    p.add_argument("preset")
+    p.add_argument("checkpoint")
+    p.add_argument("--data-root", required=True)
+    p.add_argument("--split", default="val", choices=("train", "val", "test"))
+    p.add_argument("--mode", choices=("whole", "slide"))
+    p.add_argument("--aug", action="store_true", help="multi-scale + flip test")
+    p.add_argument("--format-only", action="store_true", help="only write prediction files (needs --out)")
+    p.add_argument("--out", help="write prediction files in the evaluation server's format here")
+    p.add_argument("--show-dir", help="write overlays here")
+    p.add_argument("--json", help="metrics JSON path (default: next to the checkpoint)")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
+    p.add_argument("--window-batch", type=int, default=1)
+    p.add_argument("--no-progress", action="store_true")
+    _add_device(p)
+    p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("evaluate", help="score a folder of prediction PNGs against ground truth")
+    p.add_argument("pred_dir")
+    p.add_argument("gt_dir")
+    p.add_argument("--num-classes", type=int, required=True)
+    p.add_argument("--reduce-zero-label", action="store_true", help="ADE20K: 0 is ignored, v -> v - 1")
+    p.add_argument("--ignore-index", type=int, default=255)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("convert", help="make training labels: Cityscapes polygons, Pascal Context masks")
+    p.add_argument("dataset", choices=("cityscapes", "pascal_context"))
+    p.add_argument("root", help="cityscapes/ (with gtFine/) or VOCdevkit/")
+    p.add_argument("--gt-dir", default="gtFine")
+    p.add_argument("--out-dir", help="where train.txt / val.txt go (Cityscapes; default: root)")
+    p.add_argument("--nproc", type=int, default=1)
+    p.add_argument("--context-dir", help="Pascal Context: the release folder with trainval/*.mat and labels.txt")
+    p.add_argument("--train-list")
+    p.add_argument("--val-list")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("demo", help="train and evaluate a small SETR on generated data (CPU, minutes)")
+    p.add_argument("--work-dir", default="work_dirs/demo")
+    p.add_argument("--iters", type=int)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_demo)
     return parser
+
+
+def _one_line(exc: Exception) -> str:
+    """The message; for an error re-raised from a data-loader worker, the original message only."""
+    msg = str(exc)
+    if "Original Traceback" in msg:
+        last = [ln for ln in msg.splitlines() if ln.strip()][-1]
+        msg = last.split("SetrError: ", 1)[-1]
+    return msg
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -153,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except SetrError as exc:
-        print(f"setr {args.command}: error: {exc}", file=sys.stderr)
+        print(f"setr {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -66,8 +66,9 @@ class EncoderDecoder(nn.Module):
         """(B, 3, H, W) normalised image -> (B, K, H, W) decode-head logits."""
         return self._heads(img, with_aux=False)[0]
 
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
-        return self.encode_decode(img)
+    def forward(self, img: torch.Tensor, with_aux: bool = False):
+        """Decode-head logits; with ``with_aux`` (training) the list [decode, aux_0, ...] at the input size."""
+        return self.forward_train(img) if with_aux else self.encode_decode(img)
 
     def forward_train(self, img: torch.Tensor) -> list[torch.Tensor]:
         """Logits of the decode head followed by every auxiliary head, each at the input size."""

@@ -6,6 +6,7 @@ from functools import lru_cache
 
 from ..errors import SetrError
 from .base import Preset, TrainRecipe
+from .demo import demo_preset
 from .setr import setr_presets
 
 __all__ = ["Preset", "TrainRecipe", "get_preset", "list_presets", "preset_names"]
@@ -13,7 +14,7 @@ __all__ = ["Preset", "TrainRecipe", "get_preset", "list_presets", "preset_names"
 
 @lru_cache(maxsize=1)
 def _registry() -> dict[str, Preset]:
-    return {p.name: p for p in setr_presets()}
+    return {p.name: p for p in [*setr_presets(), demo_preset()]}
 
 
 def preset_names() -> list[str]:

@@ -21,7 +21,21 @@ class TrainRecipe:
     min_lr: float = 1e-4
     warmup_iters: int = 0
     eval_interval: int = 4000  # iters / 10 in the original
+    checkpoint_interval: int | None = None  # None: the evaluation interval
+    keep_checkpoints: int = 3  # iter_*.pth files kept (0: all)
     loss_normalisation: str = "all_pixels"  # original: mean over all pixels incl. ignored; or "valid_pixels"
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "cityscapes"  # "cityscapes", "ade20k", "pascal_context" or "folder"
+    img_scale: tuple[int, int] = (2049, 1025)  # (long, short) of the random resize
+    ratio_range: tuple[float, float] = (0.5, 2.0)
+    crop_size: tuple[int, int] = (768, 768)
+    cat_max_ratio: float = 0.75
+    flip_prob: float = 0.5
+    photometric: bool = True
+    workers: int = 2  # data-loader processes per GPU / process
 
 
 @dataclass
@@ -33,6 +47,7 @@ class Preset:
     head_name: str  # e.g. "PUP"
     model: ModelConfig
     train: TrainRecipe = field(default_factory=TrainRecipe)
+    data: DataConfig = field(default_factory=DataConfig)
     reported_miou: float | None = None  # single-scale mIoU (%), original README
     reported_ms_miou: float | None = None  # ms+flip mIoU (%), original README
     notes: tuple[str, ...] = ()

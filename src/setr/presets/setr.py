@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..config import BackboneConfig, HeadConfig, ModelConfig, TestConfig
 from ..data.specs import DATASETS
-from .base import Preset, TrainRecipe
+from .base import DataConfig, Preset, TrainRecipe
 
 BACKBONES = {
     # name: (embed_dim, depth, num_heads, label used in preset names)
@@ -115,10 +115,13 @@ def setr_presets() -> list[Preset]:
         for ms in ((False, True) if has_ms else (False,)):
             model = setr_model_config(head, backbone, dataset, ms)
             recipe = TrainRecipe(iters=iters, batch_size=batch, lr=lr, eval_interval=iters // 10)
+            spec = DATASETS[dataset]
+            data = DataConfig(dataset=dataset, img_scale=spec.img_scale, ratio_range=spec.ratio_range,
+                              crop_size=spec.crop_size, workers=2 if dataset == "cityscapes" else 4)
             presets.append(Preset(
                 name=name + ("_MS" if ms else ""), family="setr", dataset=dataset, backbone_name=backbone,
                 head_name=head + ("-DeiT" if backbone.startswith("deit") else "-Base" if "base_patch" in backbone else ""),
-                model=model, train=recipe,
+                model=model, train=recipe, data=data,
                 reported_miou=None if ms else miou, reported_ms_miou=ms_miou if ms else None,
                 notes=_notes(name, head, backbone, dataset, ms)))
     return presets

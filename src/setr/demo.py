@@ -1,0 +1,45 @@
+"""``setr demo`` / ``make demo``: generate the shapes dataset, train the demo preset on the CPU, evaluate, and
+write ``metrics.json`` and overlays of a few validation images."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PIL import Image
+
+
+def run_demo(work_dir: str | Path = "work_dirs/demo", iters: int | None = None, progress: bool = True,
+             n_train: int = 200, n_val: int = 40) -> dict:
+    from .checkpoints import load_model
+    from .data.datasets import build_dataset
+    from .data.synthetic import write_folder
+    from .engine.trainer import train
+    from .evaluation.evaluate import evaluate
+    from .evaluation.metrics import format_table, to_json
+    from .inference import Segmenter
+    from .presets.demo import DEMO_SIZE, demo_preset
+
+    work_dir = Path(work_dir)
+    data = work_dir / "data"
+    if not (data / "classes.txt").is_file():
+        print(f"generating {n_train} + {n_val} images of textured shapes in {data}")
+        write_folder(data, n_train=n_train, n_val=n_val, size=(DEMO_SIZE, DEMO_SIZE), seed=0)
+    preset = demo_preset()
+    if iters:
+        preset.train.iters = iters
+        preset.train.eval_interval = min(preset.train.eval_interval, iters)
+    result = train(preset, data, work_dir, progress=progress, validate=False)
+    model, cfg = load_model(result.work_dir / "final.safetensors")
+    seg = Segmenter(model, cfg)
+    val = build_dataset("folder", data, "val", cfg.num_classes)
+    metrics = evaluate(seg, val, progress=progress)
+    metrics["iterations"] = result.iterations
+    (work_dir / "metrics.json").write_text(to_json(metrics))
+    overlays = work_dir / "overlays"
+    overlays.mkdir(exist_ok=True)
+    for i in range(min(6, len(val))):
+        image = val.load_image(i)
+        Image.fromarray(seg.overlay(image, seg.predict(image))).resize((4 * DEMO_SIZE, 4 * DEMO_SIZE), 0).save(
+            overlays / f"{val.samples[i].name}.png")
+    print(format_table(metrics))
+    return json.loads(to_json(metrics))

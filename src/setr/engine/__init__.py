@@ -1,0 +1,1 @@
+"""Training: distributed setup, checkpoints, schedules, losses and the iteration-based trainer."""

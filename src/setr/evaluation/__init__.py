@@ -1,0 +1,1 @@
+"""Metrics, evaluation loops and submission formats."""

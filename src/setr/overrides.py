@@ -1,0 +1,75 @@
+"""``--set key=value`` overrides on a preset (``train.lr=0.001``, ``model.backbone.depth=12``,
+``model.aux_heads=[]``, ``model.aux_heads.0.in_index=5``, ``data.crop_size=[512,512]``)."""
+from __future__ import annotations
+
+import ast
+import dataclasses
+from typing import Any, Sequence, get_args, get_origin, get_type_hints
+
+from .errors import SetrError
+
+
+def _parse(text: str) -> Any:
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Fit a parsed value to a dataclass field's type (tuples from lists, dataclasses from dicts)."""
+    origin = get_origin(annotation)
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(annotation) and isinstance(value, dict):
+        return annotation(**value)
+    if origin is list and args and dataclasses.is_dataclass(args[0]) and isinstance(value, (list, tuple)):
+        return [args[0](**v) if isinstance(v, dict) else v for v in value]
+    if origin is tuple or (args and any(get_origin(a) is tuple for a in args)):
+        if isinstance(value, (list, tuple)):
+            return tuple(value)
+        if isinstance(value, (int, float)):
+            return (value, value)
+    if annotation is float and isinstance(value, int):
+        return float(value)
+    if annotation in (int, float, str, bool) and not isinstance(value, annotation):
+        raise SetrError(f"--set {key}: expected {annotation.__name__}, got {value!r}")
+    return value
+
+
+def apply_overrides(obj: Any, assignments: Sequence[str]) -> Any:
+    """Apply ``key=value`` assignments in place (and return ``obj``)."""
+    for item in assignments:
+        if "=" not in item:
+            raise SetrError(f"--set {item!r}: expected key=value")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        target = obj
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            where = ".".join(parts[:i]) or "the preset"
+            if isinstance(target, list):
+                if not part.isdigit() or int(part) >= len(target):
+                    raise SetrError(f"--set {key}: {where} has {len(target)} entries, no index {part!r}")
+                if last:
+                    target[int(part)] = _parse(raw)
+                else:
+                    target = target[int(part)]
+                continue
+            if not dataclasses.is_dataclass(target):
+                raise SetrError(f"--set {key}: {where} has no fields")
+            names = [f.name for f in dataclasses.fields(target)]
+            if part not in names:
+                raise SetrError(f"--set {key}: unknown key {part!r} in {where} (known: {', '.join(names)})")
+            if last:
+                hints = get_type_hints(type(target))
+                setattr(target, part, _coerce(_parse(raw), hints[part], key))
+            else:
+                target = getattr(target, part)
+    return obj

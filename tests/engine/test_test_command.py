@@ -1,0 +1,83 @@
+"""`setr test`: metrics, per-class table, JSON, submission formats (checked with cityscapesscripts)."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from setr.checkpoints import save_model
+from setr.cli import main
+from setr.config import build_model
+from setr.data.synthetic import write_ade20k, write_cityscapes
+from setr.overrides import apply_overrides
+from setr.presets import get_preset
+
+from conftest import tiny_sets
+
+
+def tiny_checkpoint(name, path):
+    preset = get_preset(name)
+    sets = tiny_sets(preset)
+    apply_overrides(preset, sets)
+    model = build_model(preset.model, with_aux=False)
+    return save_model(model, preset.model, path), sets
+
+
+def test_cityscapes_format_matches_cityscapesscripts(tmp_path, capsys):
+    from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as cs_eval
+
+    root = write_cityscapes(tmp_path / "cs", n_train=1, n_val=3, size=(64, 128))
+    name = "SETR_PUP_768x768_40k_cityscapes_bs_8"
+    ckpt, sets = tiny_checkpoint(name, tmp_path / "model.safetensors")
+    assert main(["test", name, str(ckpt), "--data-root", str(root), "--json", str(tmp_path / "m.json"),
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "mIoU" in out and "road" in out and "bicycle" in out
+    ours = json.loads((tmp_path / "m.json").read_text())
+    assert set(ours) >= {"aAcc", "mIoU", "mAcc", "per_class"} and ours["num_images"] == 3
+
+    sub = tmp_path / "submission"
+    assert main(["test", name, str(ckpt), "--data-root", str(root), "--format-only", "--out", str(sub),
+                 "--no-progress"]) == 0
+    files = sorted(sub.glob("*.png"))
+    assert [f.name for f in files] == sorted(p.name for p in (root / "leftImg8bit" / "val").rglob("*.png"))
+    pred = Image.open(files[0])
+    assert pred.mode == "P" and set(np.unique(np.array(pred))) <= {7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24,
+                                                                    25, 26, 27, 28, 31, 32, 33}
+    # the official pixel-level evaluation on the labelIds files gives the same mIoU
+    args = cs_eval.args
+    args.evalInstLevelScore, args.JSONOutput, args.quiet = False, False, True
+    gts = sorted((root / "gtFine" / "val").rglob("*_gtFine_labelIds.png"))
+    preds = [str(sub / g.name.replace("_gtFine_labelIds.png", "_leftImg8bit.png")) for g in gts]
+    res = cs_eval.evaluateImgLists(preds, [str(g) for g in gts], args)
+    assert res["averageScoreClasses"] == pytest.approx(ours["mIoU"], abs=1e-9)
+
+
+def test_ade20k_format_is_value_plus_one_and_aug_test(tmp_path, capsys):
+    root = write_ade20k(tmp_path / "ade", n_train=1, n_val=2)
+    name = "SETR_MLA_512x512_160k_ade20k_bs_16_MS"
+    ckpt, sets = tiny_checkpoint(name, tmp_path / "model.safetensors")
+    sub = tmp_path / "sub"
+    assert main(["test", name, str(ckpt), "--data-root", str(root), "--out", str(sub), "--no-progress",
+                 "--show-dir", str(tmp_path / "show")]) == 0
+    out = capsys.readouterr().out
+    assert "wrote 2 prediction files" in out
+    pngs = sorted(sub.glob("*.png"))
+    assert len(pngs) == 2 and np.array(Image.open(pngs[0])).min() >= 1
+    assert len(list((tmp_path / "show").glob("*.jpg"))) == 2
+    metrics = json.loads(ckpt.with_name("model_val_metrics.json").read_text())
+    assert metrics["aug"] is True  # the _MS preset tests with multi-scale + flip by default
+
+
+def test_original_format_checkpoint_with_preset_and_set(tmp_path, capsys):
+    import torch
+
+    root = write_ade20k(tmp_path / "ade", n_train=1, n_val=1)
+    name = "SETR_Naive_512x512_160k_ade20k_bs_16"
+    preset = get_preset(name)
+    sets = tiny_sets(preset)
+    apply_overrides(preset, sets)
+    torch.save({"state_dict": build_model(preset.model).state_dict()}, tmp_path / "iter_8.pth")
+    assert main(["test", name, str(tmp_path / "iter_8.pth"), "--data-root", str(root), "--mode", "whole",
+                 "--no-progress", "--set", *sets]) == 0
+    assert (tmp_path / "iter_8_val_metrics.json").is_file()
