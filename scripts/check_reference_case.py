@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Check golden reference cases computed by the original code.
 
-    python scripts/check_reference_case.py FIXTURE.pt [FIXTURE.pt ...]
+    python scripts/check_reference_case.py [--device cuda] FIXTURE.pt [FIXTURE.pt ...]
 
 Builds the model each case's ``config`` describes, loads its original-format ``state_dict`` through the same
 converter users get, runs every output the case names, prints the max abs error per output and exits non-zero
@@ -21,14 +21,19 @@ from setr.reference import check_case, load_case  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
+    device = "cpu"
+    if argv[:1] == ["--device"] and len(argv) > 1:
+        device, argv = argv[1], argv[2:]
     if not argv:
         print(__doc__.strip())
         return 2
     torch.set_grad_enabled(False)
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 on GPUs too
+    torch.backends.cudnn.allow_tf32 = False
     failed = 0
     for path in argv:
         try:
-            checks = check_case(load_case(path))
+            checks = check_case(load_case(path), device)
         except SetrError as exc:
             print(f"{path}: ERROR {exc}")
             failed += 1

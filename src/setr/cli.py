@@ -13,6 +13,13 @@ def _add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
 
 
+def _add_speed_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                   help="auto: bf16 where the hardware has bf16 matrix units, else fp32; fp32 is bit-faithful")
+    p.add_argument("--window-batch", type=int, default=None,
+                   help="sliding windows per forward pass (default: 1 in fp32, 8 otherwise)")
+
+
 def _device(name: str | None) -> str:
     import torch
 
@@ -103,12 +110,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     find_images(args.inputs)  # fail on a bad input before loading a large model
     seg = Segmenter.from_preset(args.preset, args.checkpoint, device=_device(args.device), mode=args.mode,
-                                aug=True if args.aug else None, window_batch=args.window_batch)
+                                aug=True if args.aug else None, window_batch=args.window_batch,
+                                precision=args.precision, compile=args.compile)
     if args.checkpoint is None:
         print("warning: no --checkpoint given: predicting with random weights", file=sys.stderr)
     written = seg.predict_files(args.inputs, args.out, progress=not args.no_progress)
     print(f"wrote {len(written)} label maps and overlays to {args.out} "
-          f"(mode={seg.mode}, aug={'ms+flip' if seg.aug else 'off'}, device={seg.device})")
+          f"(mode={seg.mode}, aug={'ms+flip' if seg.aug else 'off'}, device={seg.device}, precision={seg.precision})")
     return 0
 
 
@@ -158,8 +166,11 @@ def _load_for_test(args, preset):
     if stored is not None and not args.set:
         cfg = stored  # our checkpoint knows its model (class names of a folder dataset included)
     model, cfg = load_model(args.checkpoint, cfg)
-    return Segmenter(model, cfg, device=_device(args.device), mode=args.mode, aug=True if args.aug else None,
-                     window_batch=args.window_batch)
+    seg = Segmenter(model, cfg, device=_device(args.device), mode=args.mode, aug=True if args.aug else None,
+                    window_batch=args.window_batch, precision=args.precision)
+    print(f"testing with mode={seg.mode}, aug={'ms+flip' if seg.aug else 'off'}, device={seg.device}, "
+          f"precision={seg.precision}")
+    return seg
 
 
 def cmd_test(args: argparse.Namespace) -> int:
@@ -183,7 +194,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     if args.format_only or not metrics:
         return 0
     metrics.update({"preset": preset.name, "checkpoint": str(args.checkpoint), "split": args.split,
-                    "mode": seg.mode, "aug": seg.aug, "num_images": len(dataset)})
+                    "mode": seg.mode, "aug": seg.aug, "precision": seg.precision, "num_images": len(dataset)})
     json_path = Path(args.json or Path(args.checkpoint).with_name(f"{Path(args.checkpoint).stem}_{args.split}_metrics.json"))
     json_path.write_text(to_json(metrics))
     print(format_table(metrics))
@@ -206,6 +217,39 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     metrics = run_demo(args.work_dir, iters=args.iters, progress=not args.no_progress)
     print(f"demo mIoU {metrics['mIoU']:.4f} (aAcc {metrics['aAcc']:.4f}); results in {args.work_dir}")
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from .benchmark import benchmark, format_result
+
+    preset = resolve_preset(args)
+    shape = tuple(args.shape) * (2 if args.shape and len(args.shape) == 1 else 1) if args.shape else None
+    r = benchmark(preset, shape, args.batch, args.precision, args.compile, args.train, args.mode,
+                  _device(args.device), runs=args.runs, window_batch=args.window_batch)
+    print(json.dumps(r, indent=2) if args.json else format_result(r))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .checkpoints import load_model, read_config
+    from .config import build_model
+    from .export import check_onnx, export_onnx
+
+    preset = resolve_preset(args)
+    if args.checkpoint:
+        stored = read_config(args.checkpoint)
+        model, cfg = load_model(args.checkpoint, stored if stored is not None and not args.set else preset.model)
+    else:
+        print("warning: no --checkpoint given: exporting random weights", file=sys.stderr)
+        cfg = preset.model
+        model = build_model(cfg, with_aux=False)
+    shape = tuple(args.shape) * (2 if len(args.shape) == 1 else 1) if args.shape else tuple(cfg.backbone.img_size)
+    path = export_onnx(model, args.onnx, shape, dynamic=args.dynamic)
+    msg = f"wrote {path} (input 'img' (B, 3, {shape[0]}, {shape[1]}) normalised, output 'logits')"
+    if args.verify:
+        msg += f"; onnxruntime vs PyTorch max abs diff {check_onnx(model, path, shape):.2e}"
+    print(msg)
     return 0
 
 
@@ -250,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", required=True, help="output folder")
     p.add_argument("--mode", choices=("whole", "slide"), help="default: the preset's (slide)")
     p.add_argument("--aug", action="store_true", help="multi-scale + flip test")
-    p.add_argument("--window-batch", type=int, default=1, help="sliding windows per forward pass")
+    _add_speed_options(p)
+    p.add_argument("--compile", action="store_true", help="torch.compile the network (slow first image)")
     p.add_argument("--no-progress", action="store_true")
     _add_device(p)
     p.set_defaults(func=cmd_predict)
@@ -286,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-dir", help="write overlays here")
     p.add_argument("--json", help="metrics JSON path (default: next to the checkpoint)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
-    p.add_argument("--window-batch", type=int, default=1)
+    _add_speed_options(p)
     p.add_argument("--no-progress", action="store_true")
     _add_device(p)
     p.set_defaults(func=cmd_test)
@@ -299,6 +344,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ignore-index", type=int, default=255)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("benchmark", help="latency, images/s, peak memory and TFLOP/s of a forward or training step")
+    p.add_argument("preset")
+    p.add_argument("--shape", type=int, nargs="+", metavar=("H", "W"), help="input size (default: the crop)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--train", action="store_true", help="time a training step (aux heads, SGD) instead")
+    p.add_argument("--mode", default="whole", choices=("whole", "slide"))
+    p.add_argument("--window-batch", type=int, default=None)
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true")
+    _add_device(p)
+    p.set_defaults(func=cmd_benchmark)
+
+    p = sub.add_parser("export", help="export whole-mode logits to ONNX")
+    p.add_argument("preset")
+    p.add_argument("--checkpoint", "-c")
+    p.add_argument("--onnx", required=True, help="output .onnx file")
+    p.add_argument("--shape", type=int, nargs="+", metavar=("H", "W"), help="input size (default: the crop)")
+    p.add_argument("--dynamic", action="store_true", help="free batch dimension")
+    p.add_argument("--verify", action="store_true", help="compare onnxruntime with PyTorch on a random input")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("convert", help="make training labels: Cityscapes polygons, Pascal Context masks")
     p.add_argument("dataset", choices=("cityscapes", "pascal_context"))

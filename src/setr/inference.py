@@ -89,15 +89,24 @@ class Segmenter:
     """A model plus its test pipeline."""
 
     def __init__(self, model: nn.Module, cfg: ModelConfig, device: str | torch.device = "cpu",
-                 mode: str | None = None, aug: bool | None = None, window_batch: int = 1):
+                 mode: str | None = None, aug: bool | None = None, window_batch: int | None = None,
+                 precision: str = "fp32", compile: bool = False):
+        from .precision import resolve_precision
+
         self.cfg = cfg
         self.device = torch.device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.model = model.to(self.device).eval()
+        if self.precision != "fp32":  # fast path: channels-last convolutions in the heads
+            self.model = self.model.to(memory_format=torch.channels_last)
+        if compile:
+            self.model.encode_decode = torch.compile(self.model.encode_decode, dynamic=False)
         self.mode = mode or cfg.test.mode
         if self.mode not in ("whole", "slide"):
             raise SetrError(f"--mode must be 'whole' or 'slide', got {self.mode!r}")
         self.aug = cfg.test.aug if aug is None else aug
-        self.window_batch = window_batch
+        # fp32: one window at a time, the original's order of operations; fast paths batch the windows
+        self.window_batch = window_batch or (1 if self.precision == "fp32" else 8)
         self.class_names, self.palette = classes_and_palette(cfg.dataset, cfg.num_classes, cfg.class_names)
 
     @classmethod
@@ -132,7 +141,9 @@ class Segmenter:
 
     @torch.inference_mode()
     def predict_probs(self, image: np.ndarray | str | os.PathLike | Image.Image) -> torch.Tensor:
-        """(K, H, W) class probabilities at the image's own size."""
+        """(K, H, W) class probabilities (fp32) at the image's own size."""
+        from .precision import autocast
+
         image = self._as_array(image)
         ori_hw = image.shape[:2]
         x = to_tensor(image).to(self.device)
@@ -143,7 +154,8 @@ class Segmenter:
             v = normalise(resize_image(x, size), self.cfg.mean, self.cfg.std)
             if flip:
                 v = v.flip(dims=(3,))
-            probs = self.model.inference(v, self.mode, t.crop_size, t.stride, ori_hw, flip, self.window_batch)
+            with autocast(self.precision, self.device):
+                probs = self.model.inference(v, self.mode, t.crop_size, t.stride, ori_hw, flip, self.window_batch)
             total = probs if total is None else total + probs
         return (total / len(views))[0]
 

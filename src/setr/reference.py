@@ -95,12 +95,23 @@ def _label_mismatch(scores: torch.Tensor, want: torch.Tensor, tol: float) -> flo
     return differ.float().mean().item()
 
 
+def _to(x, device):
+    if isinstance(x, torch.Tensor):
+        return x.to(device)
+    if isinstance(x, (list, tuple)):
+        return [_to(v, device) for v in x]
+    if isinstance(x, dict):
+        return {k: _to(v, device) for k, v in x.items()}
+    return x
+
+
 @torch.no_grad()
-def check_setr_case(case: Mapping[str, Any]) -> list[OutputCheck]:
+def check_setr_case(case: Mapping[str, Any], device: str = "cpu") -> list[OutputCheck]:
     cfg = setr_config_from_reference(case["config"])
     model = build_model(cfg).eval()
     load_original_checkpoint(model, case["state_dict"], source=case["config"].get("name", "<case>"))
-    inp, ref = case["inputs"], case["outputs"]
+    model = model.to(device)
+    inp, ref = _to(case["inputs"], device), _to(case["outputs"], device)
     img = inp["img"].float()
     tol = SETR_TOLERANCE
     checks: list[OutputCheck] = []
@@ -149,11 +160,11 @@ def check_setr_case(case: Mapping[str, Any]) -> list[OutputCheck]:
     return checks
 
 
-def check_case(case: Mapping[str, Any]) -> list[OutputCheck]:
+def check_case(case: Mapping[str, Any], device: str = "cpu") -> list[OutputCheck]:
     """Dispatch on the case's family (SETR today; HLG cases name their own ``family``)."""
     family = case.get("config", {}).get("family", "setr")
     if family == "setr" or "head_type" in case.get("config", {}):
-        return check_setr_case(case)
+        return check_setr_case(case, device)
     raise SetrError(f"unknown reference case family {family!r}")
 
 

@@ -146,3 +146,12 @@ def test_ddp_two_cpu_processes_train_and_resume(data_roots, tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert "resumed from" in (tmp_path / "train.log").read_text()
     assert (tmp_path / "iter_4.pth").is_file() and (tmp_path / "metrics.json").is_file()
+
+
+def test_activation_checkpointing_gives_the_same_training(data_roots, tmp_path):
+    plain = tiny("SETR_PUP_768x768_40k_cityscapes_bs_8")
+    ckpt = tiny("SETR_PUP_768x768_40k_cityscapes_bs_8", **{"model.backbone.grad_checkpointing": "true"})
+    train(plain, data_roots["cityscapes"], tmp_path / "a", progress=False, validate=False)
+    train(ckpt, data_roots["cityscapes"], tmp_path / "b", progress=False, validate=False)
+    a, b = weights(tmp_path / "a" / "iter_2.pth"), weights(tmp_path / "b" / "iter_2.pth")
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)

@@ -91,14 +91,14 @@ class EncoderDecoder(nn.Module):
             img = F.pad(img, (0, pad_w, 0, pad_h))
         hp, wp = img.shape[-2:]
         windows = slide_windows(hp, wp, crop, stride)
-        preds = img.new_zeros((b, self.num_classes, hp, wp))
-        count = img.new_zeros((1, 1, hp, wp))
+        preds = img.new_zeros((b, self.num_classes, hp, wp), dtype=torch.float32)  # fp32 sums under autocast too
+        count = img.new_zeros((1, 1, hp, wp), dtype=torch.float32)
         for start in range(0, len(windows), window_batch):
             group = windows[start:start + window_batch]
             crops = torch.cat([img[:, :, y1:y2, x1:x2] for y1, y2, x1, x2 in group], dim=0)
             logits = self.encode_decode(crops).split(b, dim=0)
             for (y1, y2, x1, x2), logit in zip(group, logits):
-                preds[:, :, y1:y2, x1:x2] += logit
+                preds[:, :, y1:y2, x1:x2] += logit.float()
                 count[:, :, y1:y2, x1:x2] += 1
         logits = (preds / count)[:, :, :h, :w]
         return resize(logits, ori_hw, self.align_corners) if ori_hw is not None else logits
@@ -119,7 +119,7 @@ class EncoderDecoder(nn.Module):
                   window_batch: int = 1) -> torch.Tensor:
         """Softmax probabilities at ``ori_hw``; with ``flip`` the (horizontally flipped) input's map is flipped back."""
         logits = self.inference_logits(img, mode, crop, stride, ori_hw, window_batch)
-        probs = F.softmax(logits.float(), dim=1)
+        probs = F.softmax(logits.float(), dim=1)  # fp32 probabilities whatever the compute precision
         return probs.flip(dims=(3,)) if flip else probs
 
     def aug_inference(self, imgs: Sequence[torch.Tensor], flips: Sequence[bool], ori_hw: Sequence[int],

@@ -1,0 +1,160 @@
+"""``setr benchmark``: latency, throughput, peak memory and achieved TFLOP/s of a preset's forward (or training
+step), next to a matrix-multiply peak measured on the spot on the same device and dtype.
+
+Speed is measured here and in ``benchmarks/``, never in the tests.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+from contextlib import contextmanager
+from typing import Callable
+
+import torch
+
+from .config import build_model
+from .precision import DTYPES, autocast, resolve_precision
+from .presets import Preset
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@contextmanager
+def peak_memory(device: torch.device):
+    """Yields a dict whose ``peak_bytes`` is filled on exit: CUDA max allocated, or on the CPU the peak
+    resident set size above the level at entry (sampled every 2 ms)."""
+    out = {"peak_bytes": 0, "kind": "cuda_max_allocated" if device.type == "cuda" else "cpu_rss_above_baseline"}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        yield out
+        out["peak_bytes"] = torch.cuda.max_memory_allocated(device) - base
+        return
+    if not os.path.exists("/proc/self/statm"):
+        yield out
+        return
+    base, peak, stop = _rss_bytes(), [0], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], _rss_bytes())
+            time.sleep(0.002)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    try:
+        yield out
+    finally:
+        stop.set()
+        t.join()
+        out["peak_bytes"] = max(peak[0], _rss_bytes()) - base
+
+
+def matmul_peak_tflops(device: torch.device, precision: str, n: int | None = None, runs: int = 5) -> float:
+    """Measured dense matmul throughput for this device and dtype (median of ``runs``)."""
+    n = n or (8192 if device.type == "cuda" else 2048)
+    dtype = DTYPES.get(precision, torch.float32)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    times = _time(lambda: a @ b, device, warmup=2, runs=runs)
+    return 2 * n ** 3 / statistics.median(times) / 1e12
+
+
+def _time(fn: Callable[[], object], device: torch.device, warmup: int, runs: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def benchmark(preset: Preset, shape: tuple[int, int] | None = None, batch: int = 1, precision: str = "auto",
+              compile: bool = False, train: bool = False, mode: str = "whole", device: str | None = None,
+              warmup: int = 2, runs: int = 5, window_batch: int | None = None) -> dict:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    prec = resolve_precision(precision, dev)
+    cfg = preset.model
+    h, w = shape or cfg.backbone.img_size
+    torch.manual_seed(0)
+    model = build_model(cfg, with_aux=train).to(dev)
+    x = torch.randn(batch, 3, h, w, device=dev)
+    if train:
+        from .engine.losses import segmentor_losses
+
+        model.train()
+        target = torch.randint(0, cfg.num_classes, (batch, h, w), device=dev)
+        weights = [cfg.decode_head.loss_weight] + [a.loss_weight for a in cfg.aux_heads]
+        opt = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9)
+        forward = torch.compile(model) if compile else model
+        scaler = torch.amp.GradScaler(dev.type) if prec == "fp16" else None
+
+        def step():
+            with autocast(prec, dev):
+                outs = forward(x, with_aux=True)
+            loss = sum(segmentor_losses(outs, weights, target).values())
+            opt.zero_grad(set_to_none=True)
+            if scaler:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
+    else:
+        model.eval()
+        if prec != "fp32":
+            model = model.to(memory_format=torch.channels_last)
+        if compile:
+            model.encode_decode = torch.compile(model.encode_decode, dynamic=False)
+        wb = window_batch or (1 if prec == "fp32" else 8)
+        t = cfg.test
+
+        def step():
+            with torch.inference_mode(), autocast(prec, dev):
+                model.inference_logits(x, mode, t.crop_size, t.stride, window_batch=wb)
+
+    step()  # first call (compilation, allocator warm-up) is not timed
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    flops = counter.get_total_flops()
+    with peak_memory(dev) as mem:
+        times = _time(step, dev, warmup=max(warmup - 2, 0), runs=runs)
+    median = statistics.median(times)
+    peak = matmul_peak_tflops(dev, prec)
+    achieved = flops / median / 1e12
+    return {
+        "preset": preset.name, "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "threads": torch.get_num_threads(), "shape": [h, w], "batch": batch, "mode": "train" if train else mode,
+        "precision": prec, "compile": compile, "runs": runs, "median_s": median, "min_s": min(times),
+        "images_per_s": batch / median, "peak_memory_mb": mem["peak_bytes"] / 2 ** 20, "memory_kind": mem["kind"],
+        "gflops_per_step": flops / 1e9, "achieved_tflops": achieved, "matmul_peak_tflops": peak,
+        "fraction_of_matmul_peak": achieved / peak if peak else None,
+    }
+
+
+def format_result(r: dict) -> str:
+    return (f"{r['preset']} {r['mode']} {r['shape'][0]}x{r['shape'][1]} batch {r['batch']} {r['precision']}"
+            f"{' compiled' if r['compile'] else ''} on {r['device']} ({r['threads']} threads)\n"
+            f"  median {r['median_s'] * 1000:.1f} ms (min {r['min_s'] * 1000:.1f}), {r['images_per_s']:.2f} img/s, "
+            f"peak memory {r['peak_memory_mb']:.0f} MB ({r['memory_kind']})\n"
+            f"  {r['gflops_per_step']:.1f} GFLOP/step, {r['achieved_tflops']:.3f} TFLOP/s achieved = "
+            f"{100 * (r['fraction_of_matmul_peak'] or 0):.0f}% of the {r['matmul_peak_tflops']:.3f} TFLOP/s "
+            f"{r['precision']} matmul peak measured now")
