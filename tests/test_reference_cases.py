@@ -8,7 +8,9 @@ import pytest
 from setr.config import build_model
 from setr.reference import check_case, load_case, setr_config_from_reference
 
-from conftest import SETR_CASES
+from conftest import FIXTURES, SETR_CASES
+
+HLG_CASES = sorted(p for p in (FIXTURES / "hlg_reference").glob("*.pt") if not p.stem.endswith("_trace"))
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,3 +55,11 @@ def test_script_passes_on_all_cases_and_fails_on_corruption(tmp_path):
     run = subprocess.run([sys.executable, str(script), str(bad)], capture_output=True, text=True)
     assert run.returncode == 1
     assert "FAIL whole_logits" in run.stdout
+
+
+@pytest.mark.parametrize("path", HLG_CASES, ids=lambda p: p.stem)
+def test_hlg_case_through_the_same_script(path):
+    script = ROOT / "scripts" / "check_reference_case.py"
+    run = subprocess.run([sys.executable, str(script), str(path)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "max_abs_err=" in run.stdout

@@ -161,11 +161,15 @@ def check_setr_case(case: Mapping[str, Any], device: str = "cpu") -> list[Output
 
 
 def check_case(case: Mapping[str, Any], device: str = "cpu") -> list[OutputCheck]:
-    """Dispatch on the case's family (SETR today; HLG cases name their own ``family``)."""
-    family = case.get("config", {}).get("family", "setr")
-    if family == "setr" or "head_type" in case.get("config", {}):
+    """Dispatch on the case's config: HLG cases name ``model`` (HLG / HLGUPHead), SETR cases a ``head_type``."""
+    cfg = case.get("config", {})
+    if cfg.get("model") in ("HLG", "HLGUPHead"):
+        from .reference_hlg import check_hlg_case
+
+        return check_hlg_case(case, device)
+    if "head_type" in cfg:
         return check_setr_case(case, device)
-    raise SetrError(f"unknown reference case family {family!r}")
+    raise SetrError(f"unknown reference case: config has neither 'model' (HLG) nor 'head_type' (SETR)")
 
 
 def load_case(path) -> dict[str, Any]:

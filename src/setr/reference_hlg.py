@@ -61,15 +61,17 @@ def build_from_reference(c: Mapping[str, Any]) -> nn.Module:
 
 
 @torch.no_grad()
-def check_hlg_case(case: Mapping[str, Any]) -> list[OutputCheck]:
+def check_hlg_case(case: Mapping[str, Any], device: str = "cpu") -> list[OutputCheck]:
     model = build_from_reference(case["config"]).eval()
     try:
         model.load_state_dict(case["state_dict"], strict=True)
     except RuntimeError as e:
         raise SetrError(f"{case['config'].get('model')} case: state dict does not match: {e}") from None
+    model = model.to(device)
     inp = case["input"]
-    inp = [t.float() for t in inp] if isinstance(inp, (list, tuple)) else inp.float()
+    inp = [t.float().to(device) for t in inp] if isinstance(inp, (list, tuple)) else inp.float().to(device)
     got, want = model(inp), case["output"]
+    got = [g.cpu() for g in got] if isinstance(got, (list, tuple)) else got.cpu()
     if isinstance(want, (list, tuple)):
         if not isinstance(got, (list, tuple)) or len(got) != len(want):
             return [OutputCheck("output", float("inf"), 0.0, f"expected {len(want)} tensors")]

@@ -343,7 +343,7 @@ class HLGLocalGlobalBlock(_HLGBlockBase):
         self.norm1 = norm_layer(dim)  # here: LN on the local-attention output before aux_q
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def local_attention(self, groups: torch.Tensor, token_grid: tuple[int, int]) -> tuple[torch.Tensor, ...]:
+    def local_attention(self, groups: torch.Tensor, token_grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """(B * nG, n, C) -> (Q, O), both (B * nG, n, C): keys are the queries, O = softmax(QQ^T s + b) V."""
         u = self.norm0(groups)
         q, v = self.q(u), self.v(u)
@@ -407,6 +407,13 @@ class HLGGlobalBlock(_HLGBlockBase):
 # model
 
 
+def linspace(start: float, end: float, steps: int) -> list[float]:
+    """``torch.linspace(start, end, steps).tolist()`` in plain Python (works under a meta default device)."""
+    if steps == 1:
+        return [float(start)]
+    return [start + (end - start) * i / (steps - 1) for i in range(steps)]
+
+
 class HLG(nn.Module):
     """HLG backbone / classifier.
 
@@ -440,7 +447,7 @@ class HLG(nn.Module):
 
         self.s0_conv = nn.Sequential(conv_bn_gelu(in_chans, self.embed_dims[0], 2, bn_eps),
                                      conv_bn_gelu(self.embed_dims[0], self.embed_dims[0], 1, bn_eps))
-        dpr = torch.linspace(0, drop_path_rate, sum(self.depths)).tolist()  # linear over all blocks
+        dpr = linspace(0.0, drop_path_rate, sum(self.depths))  # rises linearly over all blocks
         common = dict(mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, proj_bias=proj_bias, drop=drop_rate,
                       attn_drop=attn_drop_rate, norm_eps=norm_eps, dpb_eps=dpb_eps, bn_eps=bn_eps)
         in_dim, cursor = self.embed_dims[0], 0

@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 from timm.layers import DropPath, Mlp
 
-from ..hlg import (DynamicPosBias, Grouping, crop_tokens, grid_coords, merge_heads, nchw_to_tokens,
-                   pad_to_multiple, relative_offsets, smooth_bottleneck, spatial_smooth, split_heads,
-                   tokens_to_nchw, attention)
+from ..hlg import (DynamicPosBias, Grouping, attention, crop_tokens, grid_coords, linspace, merge_heads,
+                   nchw_to_tokens, pad_to_multiple, relative_offsets, smooth_bottleneck, spatial_smooth,
+                   split_heads, tokens_to_nchw)
 from .common import bn, resize
 
 HEAD_LAYER_NORM_EPS = 1e-5
@@ -122,7 +122,7 @@ class HLGUPHead(nn.Module):
         self.num_classes = num_classes
         self.align_corners = align_corners
         self.conv_0 = nn.Conv2d(sum(in_channels[i] for i in self.in_index), channels, 3, padding=1)
-        dpr = torch.linspace(0, drop_path_rate, depth).tolist()
+        dpr = linspace(0.0, drop_path_rate, depth)
         self.decode_transformer = nn.ModuleList([
             HLGHeadLayer(channels, num_heads, Grouping(kind, window_size if kind == "window" else dilation_interval),
                          mlp_ratio, qkv_bias, norm_eps, drop_path=dpr[i])
