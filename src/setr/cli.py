@@ -49,11 +49,43 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hlg_info(args: argparse.Namespace) -> int:
+    from .complexity import hlg_complexity
+    from .presets import get_classifier_preset
+
+    p = get_classifier_preset(args.preset)
+    shape = tuple(args.shape) * (2 if len(args.shape) == 1 else 1) if getattr(args, "shape", None) else (224, 224)
+    c = hlg_complexity(p.variant, shape)
+    from dataclasses import asdict
+
+    from .models.hlg import HLG_VARIANTS
+
+    info = {"name": p.name, "variant": p.variant, "architecture": HLG_VARIANTS[p.variant],
+            "params": {"total": c["params"]["classification"], "dense_backbone": c["params"]["dense_backbone"]},
+            "gmacs": c["gmacs"], "gflops": c["gflops"], "shape": c["shape"],
+            "published": {"params_m": p.published_params_m, "gflops": p.published_gflops,
+                          "note": "the paper's G counts multiply-adds (MACs), without the stem"},
+            "notes": list(p.notes), "recipe": asdict(p.recipe)}
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{p.name}: depths {list(HLG_VARIANTS[p.variant]['depths'])}, dims {list(HLG_VARIANTS[p.variant]['embed_dims'])}")
+    print(f"  params: {c['params']['classification'] / 1e6:.2f}M classification (1000 classes), "
+          f"{c['params']['dense_backbone'] / 1e6:.2f}M dense backbone   [published {p.published_params_m}M]")
+    print(f"  at {shape[0]}x{shape[1]}: {c['gmacs']['with_stem']:.2f} GMACs ({c['gflops']['with_stem']:.2f} GFLOPs), "
+          f"{c['gmacs']['without_stem']:.2f} GMACs without the stem   [published {p.published_gflops}G]")
+    for n in p.notes:
+        print(f"  note: {n}")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from .complexity import build_on_meta, segmentor_param_counts
     from .config import build_model
-    from .presets import get_preset
+    from .presets import get_preset, is_classifier_preset
 
+    if is_classifier_preset(args.preset):
+        return cmd_hlg_info(args)
     preset = get_preset(args.preset)
     counts = segmentor_param_counts(build_on_meta(build_model, preset.model))
     info = {"name": preset.name, "dataset": preset.dataset, "backbone": preset.backbone_name,
@@ -78,8 +110,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_flops(args: argparse.Namespace) -> int:
     from .complexity import build_on_meta, segmentor_flops, segmentor_param_counts
     from .config import build_model
-    from .presets import get_preset
+    from .presets import get_preset, is_classifier_preset
 
+    if is_classifier_preset(args.preset):
+        return cmd_hlg_info(args)
     preset = get_preset(args.preset)
     shape = tuple(args.shape) if args.shape else preset.model.backbone.img_size
     if len(shape) == 1:
@@ -253,6 +287,73 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_classify_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .engine.classification import train_classifier
+    from .overrides import apply_overrides
+    from .presets import get_classifier_preset
+
+    p = get_classifier_preset(args.preset)
+    recipe = p.recipe
+    sets = list(args.set)
+    if args.epochs:
+        sets.append(f"epochs={args.epochs}")
+    if args.batch_size:
+        sets.append(f"batch_size={args.batch_size}")
+    apply_overrides(recipe, sets)
+    work_dir = Path(args.work_dir or Path("work_dirs") / p.name)
+    resume = True if args.resume == "latest" else args.resume
+    result = train_classifier(p.name, args.data_root, work_dir, recipe, resume=resume, amp=args.amp,
+                              device=args.device, seed=args.seed, progress=not args.no_progress)
+    if result:
+        top1 = result.get("top1")
+        print(f"trained {p.name} for {recipe.epochs} epochs in {work_dir}"
+              + (f"; top-1 {top1:.2f}% (best {result['best']['top1']:.2f}%)" if top1 is not None else ""))
+    return 0
+
+
+def cmd_classify_test(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from .engine.classification import ClassifyRecipe, build_image_folder, eval_transform, evaluate_classifier
+    from .engine.distributed import DistInfo
+    from .models.classifier import load_hlg_checkpoint
+    from .presets import get_classifier_preset
+
+    p = get_classifier_preset(args.preset)
+    state_path = Path(args.checkpoint)
+    if args.ema:
+        state = torch.load(str(state_path), map_location="cpu", weights_only=False)
+        if "ema" not in state:
+            raise SetrError(f"{state_path}: no EMA weights in this checkpoint")
+        tmp = state_path.with_name(f".{state_path.stem}_ema.pth")
+        torch.save({"model": state["ema"]}, tmp)
+        state_path = tmp
+    try:
+        model, arch = load_hlg_checkpoint(state_path, p.variant)
+    finally:
+        if args.ema:
+            state_path.unlink(missing_ok=True)
+    for note in arch["notes"]:
+        print(f"note: {note}")
+    recipe = ClassifyRecipe(img_size=args.img_size)
+    dataset = build_image_folder(Path(args.data_root) / args.split, eval_transform(recipe))
+    if len(dataset.classes) != model.num_classes:
+        raise SetrError(f"{args.checkpoint}: checkpoint has {model.num_classes} classes, "
+                        f"{Path(args.data_root) / args.split} has {len(dataset.classes)}")
+    info = DistInfo(device=torch.device(_device(args.device)))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers)
+    metrics = evaluate_classifier(model.to(info.device), loader, info)
+    metrics.update({"preset": p.name, "checkpoint": str(args.checkpoint), "split": args.split, "ema": args.ema})
+    out = Path(args.json or Path(args.checkpoint).with_name(f"{Path(args.checkpoint).stem}_{args.split}_top1.json"))
+    out.write_text(json.dumps(metrics, indent=2))
+    print(f"top-1 {metrics['top1']:.2f}%  top-5 {metrics['top5']:.2f}%  on {metrics['images']} images; {out}")
+    return 0
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from .data.convert import convert_cityscapes, convert_pascal_context
 
@@ -370,6 +471,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_export)
 
+    cls = sub.add_parser("classify", help="ImageNet-style classification with the HLG models")
+    csub = cls.add_subparsers(dest="classify_command", required=True)
+    p = csub.add_parser("train", help="train an HLG classifier on <root>/train/<class>/*")
+    p.add_argument("preset", help="hlg_tiny, hlg_small, hlg_medium or hlg_large")
+    p.add_argument("--data-root", required=True)
+    p.add_argument("--work-dir")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int, help="global batch (lr scales as 5e-4 x batch / 512)")
+    p.add_argument("--amp", choices=("bf16", "fp16"))
+    p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="CKPT")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="recipe overrides, e.g. mixup=0")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    _add_device(p)
+    p.set_defaults(func=cmd_classify_train)
+    p = csub.add_parser("test", help="top-1 / top-5 of a checkpoint on <root>/<split>/<class>/*")
+    p.add_argument("preset")
+    p.add_argument("checkpoint", help="ours (epoch_N.pth) or the authors' released .pth")
+    p.add_argument("--data-root", required=True)
+    p.add_argument("--split", default="val")
+    p.add_argument("--ema", action="store_true", help="evaluate the EMA weights of one of our checkpoints")
+    p.add_argument("--img-size", type=int, default=224)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--json")
+    _add_device(p)
+    p.set_defaults(func=cmd_classify_test)
+
     p = sub.add_parser("convert", help="make training labels: Cityscapes polygons, Pascal Context masks")
     p.add_argument("dataset", choices=("cityscapes", "pascal_context"))
     p.add_argument("root", help="cityscapes/ (with gtFine/) or VOCdevkit/")
@@ -404,7 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except SetrError as exc:
-        print(f"setr {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"setr {args.command}: error: {_one_line(exc)}", file=sys.stderr)  # one line, no traceback
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

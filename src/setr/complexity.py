@@ -46,3 +46,21 @@ def build_on_meta(build, *args, **kwargs) -> nn.Module:
     """Build a model on the meta device: real sizes, no memory."""
     with torch.device("meta"):
         return build(*args, **kwargs)
+
+
+def hlg_complexity(variant: str, shape: Sequence[int] = (224, 224), num_classes: int = 1000) -> dict:
+    """Parameters (classification and dense backbone) and GMACs at ``shape`` in both conventions: the full
+    network, and without the two stem convs (the convention that reproduces the published table)."""
+    from .models.hlg import create_hlg
+
+    dense = build_on_meta(create_hlg, variant, num_classes=0, dense=True)
+    # the relative-offset tables are built from the input's grid with Python ints, so FLOPs are counted on a
+    # real (CPU) forward rather than on the meta device
+    cls = create_hlg(variant, num_classes=num_classes).eval()
+    x = torch.zeros(1, 3, int(shape[0]), int(shape[1]))
+    total = count_flops(cls, x)["flops"]
+    stem = count_flops(cls.s0_conv, x)["flops"]
+    return {"params": {"classification": count_params(cls), "dense_backbone": count_params(dense)},
+            "shape": [int(shape[0]), int(shape[1])],
+            "gmacs": {"with_stem": total / 2e9, "without_stem": (total - stem) / 2e9},
+            "gflops": {"with_stem": total / 1e9, "without_stem": (total - stem) / 1e9}}

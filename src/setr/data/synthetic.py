@@ -172,8 +172,8 @@ WRITERS = {"folder": write_folder, "cityscapes": write_cityscapes, "ade20k": wri
 
 def write_image_folder(root: str | Path, num_classes: int = 4, n_train: int = 16, n_val: int = 8, size: int = 64,
                        seed: int = 0) -> Path:
-    """An ImageNet-style ``train/<class>/*.png`` + ``val/<class>/*.png`` tree: class k = texture k on a noisy
-    background with a random colour, so the class is the texture, not the colour."""
+    """An ImageNet-style ``train/<class>/*.png`` + ``val/<class>/*.png`` tree: class k = colour k (jittered) with
+    texture k, on a noisy image."""
     root = Path(root)
     rng = np.random.default_rng(seed)
     for split, n in (("train", n_train), ("val", n_val)):
@@ -182,7 +182,7 @@ def write_image_folder(root: str | Path, num_classes: int = 4, n_train: int = 16
             d.mkdir(parents=True, exist_ok=True)
             for i in range(n):
                 tex = _texture(_TEXTURES[1 + k % (len(_TEXTURES) - 1)], size, size, rng)
-                colour = rng.uniform(60, 230, 3)
+                colour = np.array(_COLOURS[k % len(_COLOURS)], dtype=np.float64) + rng.uniform(-25, 25, 3)
                 img = colour[None, None] * (0.5 + 0.5 * tex[..., None]) + rng.normal(0, 8, (size, size, 3))
                 Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(d / f"{split}_{k}_{i:04d}.png")
     return root

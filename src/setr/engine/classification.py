@@ -41,6 +41,7 @@ class ClassifyRecipe:
     clip_grad: float = 5.0
     drop_path: float = 0.2
     img_size: int = 224
+    crop_scale: tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop area range (timm's default)
     crop_pct: float = 224 / 256
     interpolation: str = "bicubic"
     auto_augment: str = "rand-m9-mstd0.5-inc1"
@@ -96,7 +97,7 @@ def eval_transform(r: ClassifyRecipe):
 def _train_transform(r: ClassifyRecipe):
     from timm.data import create_transform
 
-    return create_transform(r.img_size, is_training=True, auto_augment=r.auto_augment or None,
+    return create_transform(r.img_size, is_training=True, scale=tuple(r.crop_scale), auto_augment=r.auto_augment or None,
                             color_jitter=r.color_jitter, re_prob=r.reprob, re_mode="pixel", re_count=1,
                             interpolation=r.interpolation)
 
@@ -188,10 +189,12 @@ def _train_classifier(model_name, root, work_dir, r, model_kwargs, resume, amp, 
                                          num_workers=r.workers, drop_last=True, generator=gen,
                                          pin_memory=info.device.type == "cuda", persistent_workers=False)
     steps = len(loader)
-    scheduler = CosineLRScheduler(optimizer, t_initial=(r.epochs - r.warmup_epochs) * steps,
+    warmup = min(r.warmup_epochs, r.epochs - 1)
+    if warmup != r.warmup_epochs:
+        log.info(f"warm-up shortened to {warmup} epochs: the run has only {r.epochs}")
+    scheduler = CosineLRScheduler(optimizer, t_initial=max((r.epochs - warmup) * steps, 1),
                                   lr_min=r.min_lr * r.batch_size / 512, warmup_lr_init=r.warmup_lr * r.batch_size / 512,
-                                  warmup_t=r.warmup_epochs * steps, cycle_limit=1, t_in_epochs=False,
-                                  warmup_prefix=True)
+                                  warmup_t=warmup * steps, cycle_limit=1, t_in_epochs=False, warmup_prefix=True)
     mixup = Mixup(mixup_alpha=r.mixup, cutmix_alpha=r.cutmix, prob=1.0, switch_prob=r.mixup_switch_prob,
                   mode="batch", label_smoothing=r.smoothing, num_classes=len(classes)) if mixup_on else None
     criterion = SoftTargetCrossEntropy() if mixup else nn.CrossEntropyLoss(label_smoothing=r.smoothing)

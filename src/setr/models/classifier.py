@@ -1,0 +1,97 @@
+"""HLG image classifiers registered with timm: after ``import setr``, ``timm.create_model("hlg_tiny",
+num_classes=10, drop_path_rate=0.1)`` works like any timm model (registry, default configs, feature info).
+
+No pretrained weights are hosted; the authors' released ImageNet checkpoints load from a local file with
+``load_hlg_checkpoint`` (or ``timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=PATH))``),
+with depths inferred from the checkpoint's keys when they differ from the variant's.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+
+from ..errors import SetrError
+from .hlg import HLG, HLG_VARIANTS, infer_hlg_kwargs, load_hlg_state_dict
+
+
+def _cfg(**kwargs: Any) -> dict[str, Any]:
+    return {"url": "", "num_classes": 1000, "input_size": (3, 224, 224), "pool_size": (7, 7), "crop_pct": 0.875,
+            "interpolation": "bicubic", "mean": IMAGENET_DEFAULT_MEAN, "std": IMAGENET_DEFAULT_STD,
+            "first_conv": "s0_conv.0.0", "classifier": "head", "license": "mit", **kwargs}
+
+
+default_cfgs = generate_default_cfgs({f"hlg_{v}": _cfg() for v in HLG_VARIANTS})
+
+
+def checkpoint_filter_fn(state_dict: dict[str, Any], model: HLG) -> dict[str, Any]:
+    """The authors' files wrap the weights in ``{'model': ...}``; a head of another class count is dropped."""
+    if "model" in state_dict and isinstance(state_dict["model"], dict):
+        state_dict = state_dict["model"]
+    out = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state_dict.items()}
+    head = out.get("head.weight")
+    if head is not None and (not model.num_classes or head.shape[0] != model.num_classes):
+        out = {k: v for k, v in out.items() if not k.startswith("head.")}
+    return out
+
+
+def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> HLG:
+    args = {**HLG_VARIANTS[variant], **kwargs}
+    return build_model_with_cfg(HLG, f"hlg_{variant}", pretrained, pretrained_filter_fn=checkpoint_filter_fn,
+                                pretrained_strict=False, **args)
+
+
+@register_model
+def hlg_tiny(pretrained: bool = False, **kwargs: Any) -> HLG:
+    return _create("tiny", pretrained, **kwargs)
+
+
+@register_model
+def hlg_small(pretrained: bool = False, **kwargs: Any) -> HLG:
+    return _create("small", pretrained, **kwargs)
+
+
+@register_model
+def hlg_medium(pretrained: bool = False, **kwargs: Any) -> HLG:
+    return _create("medium", pretrained, **kwargs)
+
+
+@register_model
+def hlg_large(pretrained: bool = False, **kwargs: Any) -> HLG:
+    return _create("large", pretrained, **kwargs)
+
+
+def read_hlg_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    from ..checkpoints import read_state_dict
+
+    return read_state_dict(path)  # unwraps {'model': ...}, {'state_dict': ...} and module. prefixes
+
+
+def load_hlg_checkpoint(path: str | os.PathLike, variant: str | None = None, **kwargs: Any) -> tuple[HLG, dict]:
+    """Build the HLG a checkpoint holds and load it strictly. Depths, widths, heads and the class count come
+    from the file's keys; ``variant`` is checked against the widths (a checkpoint of another variant is an
+    error) and a depth difference is reported, not refused (Medium/Large were released with several depths)."""
+    sd = read_hlg_state_dict(path)
+    try:
+        arch = infer_hlg_kwargs(sd)
+    except (KeyError, ValueError) as exc:
+        raise SetrError(f"{path}: not an HLG checkpoint ({exc})") from None
+    notes = []
+    if variant is not None:
+        want = HLG_VARIANTS[variant]
+        if tuple(want["embed_dims"]) != arch["embed_dims"]:
+            raise SetrError(f"{path}: checkpoint has widths {list(arch['embed_dims'])}, hlg_{variant} has "
+                            f"{list(want['embed_dims'])}: it belongs to another variant")
+        if tuple(want["depths"]) != arch["depths"]:
+            notes.append(f"checkpoint depths {list(arch['depths'])} differ from hlg_{variant}'s "
+                         f"{list(want['depths'])}; using the checkpoint's")
+    model = HLG(embed_dims=arch["embed_dims"], num_heads=arch["num_heads"], depths=arch["depths"],
+                num_classes=arch["num_classes"], dense=arch["dense"], **kwargs)
+    try:
+        load_hlg_state_dict(model, sd)
+    except RuntimeError as exc:
+        raise SetrError(f"{path}: {exc}") from None
+    return model, {**arch, "notes": notes}
