@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -36,14 +37,23 @@ def _seed():
     torch.manual_seed(0)
 
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # two xdist workers on two cores: one intra-op thread each, or OpenMP oversubscription slows CPU work ~10x
+    torch.set_num_threads(1)
+
+
 def tiny_sets(preset, crop: int = 64, depth: int = 4) -> list[str]:
     """--set overrides that shrink any SETR preset to a few-second model on crop x crop images."""
     cfg = preset.model
-    sets = [f"model.backbone.embed_dim=32", f"model.backbone.depth={depth}", "model.backbone.num_heads=2",
-            f"model.backbone.img_size=[{crop},{crop}]", f"data.crop_size=[{crop},{crop}]",
+    sets = [f"model.backbone.img_size=[{crop},{crop}]", f"data.crop_size=[{crop},{crop}]",
             f"data.img_scale=[{2 * crop},{crop}]", f"model.test.crop_size=[{crop},{crop}]",
             f"model.test.stride=[{crop * 2 // 3},{crop * 2 // 3}]", f"model.test.img_scale=[{2 * crop},{crop}]",
             "data.workers=0", "train.batch_size=2"]
+    if cfg.backbone.type == "hlg":
+        return sets + ["model.backbone.embed_dims=[16,32,64,128]", "model.backbone.stage_heads=[1,2,4,8]",
+                       "model.backbone.depths=[2,2,2,2]", "model.decode_head.channels=32",
+                       "model.decode_head.num_heads=2", "model.aux_heads.0.channels=16", "train.warmup_iters=1"]
+    sets += ["model.backbone.embed_dim=32", f"model.backbone.depth={depth}", "model.backbone.num_heads=2"]
     if cfg.backbone.type == "vit_mla":
         sets += ["model.backbone.mla_index=[0,1,2,3]", "model.backbone.mla_channels=16",
                  "model.decode_head.mlahead_channels=8"]

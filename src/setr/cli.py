@@ -46,6 +46,16 @@ def cmd_presets(args: argparse.Namespace) -> int:
         ms = f"{r['reported_ms_mIoU']:.2f}" if r["reported_ms_mIoU"] is not None else "-"
         crop = "x".join(str(c) for c in r["crop"])
         print(f"{r['name']:<52} {r['dataset']:<15} {crop:<8} {r['backbone']:<32} {r['head']:<10} {miou:>6} {ms:>6}")
+    if not args.dataset:
+        from .detection.presets import list_detection_presets
+        from .presets import list_classifier_presets
+
+        print("\nImageNet classification (setr classify):")
+        for c in list_classifier_presets():
+            print(f"  {c.name:<50} published {c.published_params_m}M params / {c.published_gflops}G")
+        print("\nCOCO detection (setr detect):")
+        for d in list_detection_presets():
+            print(f"  {d}")
     return 0
 
 
@@ -371,6 +381,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="setr", description="SETR semantic segmentation: presets, inference, tools.")
     sub = parser.add_subparsers(dest="command", required=True)
+    from .detection.cli import add_detect_parser
+
+    add_detect_parser(sub)
 
     p = sub.add_parser("presets", help="list the named presets (the original results tables)")
     p.add_argument("--dataset", choices=("cityscapes", "ade20k", "pascal_context", "folder"))

@@ -16,13 +16,13 @@ from torch import nn
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 
-HEAD_TYPES = ("naive", "pup", "pup_aux", "mla", "mla_aux")
-BACKBONE_TYPES = ("vit", "vit_mla")
+HEAD_TYPES = ("naive", "pup", "pup_aux", "mla", "mla_aux", "hlg_up", "fcn")
+BACKBONE_TYPES = ("vit", "vit_mla", "hlg")
 
 
 @dataclass
 class BackboneConfig:
-    type: str = "vit"  # "vit" (Naive / PUP) or "vit_mla" (MLA: cls token dropped before the blocks + neck)
+    type: str = "vit"  # "vit" (Naive / PUP), "vit_mla" (MLA: cls token dropped before the blocks + neck), "hlg"
     img_size: tuple[int, int] = (768, 768)  # the training crop; the stored position embedding's grid
     patch_size: int = 16
     embed_dim: int = 1024
@@ -37,6 +37,10 @@ class BackboneConfig:
     mla_channels: int = 256
     pretrained: str | None = None  # ImageNet weights it was initialised from (a timm name), for the record
     grad_checkpointing: bool = False
+    # HLG only: per-stage widths, heads and depths (embed_dim / depth / num_heads above are unused)
+    embed_dims: tuple[int, ...] | None = None
+    stage_heads: tuple[int, ...] | None = None
+    depths: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -47,6 +51,8 @@ class HeadConfig:
     first_kernel: int = 1  # naive: 1 (conv3x3_conv1x1=False, every SETR config) or 3
     mlahead_channels: int = 128  # mla: branch width (original 128)
     loss_weight: float = 1.0
+    num_heads: int = 16  # hlg_up: attention heads of the head blocks
+    dropout_ratio: float = 0.1  # hlg_up / fcn: Dropout2d before the classifier (SETR's own heads have none)
 
 
 @dataclass
@@ -84,7 +90,7 @@ class ModelConfig:
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
         d = dict(d)
         bb = dict(d.pop("backbone", {}))
-        for key in ("img_size", "mla_index"):
+        for key in ("img_size", "mla_index", "embed_dims", "stage_heads", "depths"):
             if bb.get(key) is not None:
                 bb[key] = _as_tuple(bb[key])
         test = dict(d.pop("test", {}))
@@ -113,6 +119,14 @@ def build_backbone(cfg: BackboneConfig) -> nn.Module:
                   num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio, qkv_bias=cfg.qkv_bias, drop_rate=cfg.drop_rate,
                   attn_drop_rate=cfg.attn_drop_rate, drop_path_rate=cfg.drop_path_rate,
                   grad_checkpointing=cfg.grad_checkpointing)
+    if cfg.type == "hlg":
+        from .models.hlg import HLG
+
+        if not (cfg.embed_dims and cfg.stage_heads and cfg.depths):
+            raise ValueError("an 'hlg' backbone needs embed_dims, stage_heads and depths")
+        return HLG(embed_dims=cfg.embed_dims, num_heads=cfg.stage_heads, depths=cfg.depths, num_classes=0,
+                   dense=True, drop_rate=cfg.drop_rate, attn_drop_rate=cfg.attn_drop_rate,
+                   drop_path_rate=cfg.drop_path_rate, grad_checkpointing=cfg.grad_checkpointing)
     if cfg.type == "vit":
         return SetrViT(**kwargs)
     if cfg.type == "vit_mla":
@@ -123,6 +137,18 @@ def build_backbone(cfg: BackboneConfig) -> nn.Module:
 def build_head(cfg: HeadConfig, backbone: BackboneConfig, num_classes: int, align_corners: bool) -> nn.Module:
     from .models.heads import MLAAuxHead, MLAHead, NaiveHead, PUPAuxHead, PUPHead
 
+    if cfg.type in ("hlg_up", "fcn") and backbone.type != "hlg":
+        raise ValueError(f"a {cfg.type!r} head needs an 'hlg' backbone, not {backbone.type!r}")
+    if cfg.type == "hlg_up":
+        from .models.heads.hlg_up import HLGUPHead
+
+        return HLGUPHead(in_channels=backbone.embed_dims, num_classes=num_classes, channels=cfg.channels,
+                         num_heads=cfg.num_heads, dropout_ratio=cfg.dropout_ratio, align_corners=align_corners)
+    if cfg.type == "fcn":
+        from .models.heads.fcn import FCNHead
+
+        return FCNHead(cfg.in_index, backbone.embed_dims[cfg.in_index], num_classes, cfg.channels,
+                       dropout_ratio=cfg.dropout_ratio, align_corners=align_corners)
     token_head = dict(in_index=cfg.in_index, embed_dim=backbone.embed_dim, num_classes=num_classes,
                       channels=cfg.channels, align_corners=align_corners, has_cls_token=backbone.type == "vit")
     if cfg.type in ("naive", "pup", "pup_aux") and backbone.type != "vit":

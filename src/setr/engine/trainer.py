@@ -47,16 +47,22 @@ class TrainResult:
     best: dict
 
 
-def param_groups(model: nn.Module, lr: float, head_lr_mult: float) -> list[dict]:
-    """Backbone parameters at ``lr``; any parameter whose name contains "head" at ``lr * head_lr_mult``."""
-    base, heads = [], []
+def param_groups(model: nn.Module, lr: float, head_lr_mult: float, weight_decay: float = 0.0,
+                 no_decay_key: str | None = None) -> list[dict]:
+    """Backbone parameters at ``lr``; any parameter whose name contains "head" at ``lr * head_lr_mult`` (the
+    original's substring rule); with ``no_decay_key`` (HLG: "norm"), matching parameters get no weight decay."""
+    groups: dict[tuple[bool, bool], list] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (heads if "head" in name else base).append(p)
-    groups = [{"params": base, "lr": lr, "initial_lr": lr, "name": "backbone"}]
-    if heads:
-        groups.append({"params": heads, "lr": lr * head_lr_mult, "initial_lr": lr * head_lr_mult, "name": "heads"})
-    return groups
+            key = ("head" in name, bool(no_decay_key) and no_decay_key in name)
+            groups.setdefault(key, []).append(p)
+    out = []
+    for (is_head, no_decay), params in sorted(groups.items()):
+        g_lr = lr * (head_lr_mult if is_head else 1.0)
+        out.append({"params": params, "lr": g_lr, "initial_lr": g_lr,
+                    "weight_decay": 0.0 if no_decay else weight_decay,
+                    "name": ("heads" if is_head else "backbone") + ("_no_decay" if no_decay else "")})
+    return out
 
 
 def _logger(work_dir: Path, is_main: bool) -> logging.Logger:
@@ -84,12 +90,18 @@ def validate_preset(preset: Preset) -> None:
     cfg = preset.model
     depth = cfg.backbone.depth
     for where, head in [("decode_head", cfg.decode_head)] + [(f"aux_heads.{i}", h) for i, h in enumerate(cfg.aux_heads)]:
-        limit = 4 if head.type == "mla_aux" else depth
-        if head.type != "mla" and not -limit <= head.in_index < limit:
+        limit = 4 if head.type in ("mla_aux", "fcn") else depth
+        if head.type not in ("mla", "hlg_up") and not -limit <= head.in_index < limit:
             raise SetrError(f"model.{where}.in_index {head.in_index} is out of range for "
-                            f"{'the 4 MLA levels' if head.type == 'mla_aux' else f'a backbone of depth {depth}'}")
+                            f"{'the 4 feature levels' if limit == 4 else f'a backbone of depth {depth}'}")
     if cfg.backbone.mla_index and any(not 0 <= i < depth for i in cfg.backbone.mla_index):
         raise SetrError(f"model.backbone.mla_index {list(cfg.backbone.mla_index)} is out of range for depth {depth}")
+    d = preset.data
+    reachable = min(d.img_scale) * d.ratio_range[1]
+    if min(d.crop_size) > reachable:
+        raise SetrError(f"data.crop_size {list(d.crop_size)} is larger than any training image can become "
+                        f"(short side at most {reachable:.0f} = {min(d.img_scale)} x ratio {d.ratio_range[1]}): "
+                        "lower the crop or raise data.img_scale")
     if tuple(preset.data.crop_size) != tuple(cfg.backbone.img_size):
         raise SetrError(f"data.crop_size {list(preset.data.crop_size)} differs from model.backbone.img_size "
                         f"{list(cfg.backbone.img_size)}: set both")
@@ -133,7 +145,16 @@ def _train(preset, data_root, work_dir, info: DistInfo, resume, load_from, pretr
     # ---- model
     torch.manual_seed(seed)
     model = build_model(cfg).to(info.device)
-    if pretrained:
+    if pretrained and cfg.backbone.type == "hlg":
+        from ..checkpoints import read_state_dict
+        from ..models.hlg import load_hlg_state_dict
+
+        try:
+            load_hlg_state_dict(model.backbone, read_state_dict(pretrained))
+        except RuntimeError as exc:
+            raise SetrError(f"{pretrained}: {exc}") from None
+        log.info(f"HLG backbone initialised from {pretrained} (norm_out_* kept at init)")
+    elif pretrained:
         report = load_pretrained_backbone(model.backbone, pretrained)
         log.info(f"backbone initialised from {pretrained}; kept at init: {len(report['kept_init'])} tensors")
     if load_from:
@@ -149,10 +170,13 @@ def _train(preset, data_root, work_dir, info: DistInfo, resume, load_from, pretr
         ddp_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[info.device.index] if info.device.type == "cuda" else None, broadcast_buffers=False)
 
-    if recipe.optimizer != "sgd":
-        raise SetrError(f"train.optimizer {recipe.optimizer!r}: only 'sgd' is implemented for SETR presets")
-    optimizer = torch.optim.SGD(param_groups(model, recipe.lr, recipe.head_lr_mult), lr=recipe.lr,
-                                momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    groups = param_groups(model, recipe.lr, recipe.head_lr_mult, recipe.weight_decay, recipe.no_decay_key)
+    if recipe.optimizer == "sgd":
+        optimizer = torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    elif recipe.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(groups, lr=recipe.lr, betas=tuple(recipe.betas), weight_decay=recipe.weight_decay)
+    else:
+        raise SetrError(f"train.optimizer {recipe.optimizer!r}: expected 'sgd' or 'adamw'")
     scaler = torch.amp.GradScaler(info.device.type) if amp == "fp16" else None
 
     # ---- resume
@@ -228,7 +252,7 @@ def _train(preset, data_root, work_dir, info: DistInfo, resume, load_from, pretr
         while it < recipe.iters:
             for g in optimizer.param_groups:
                 g["lr"] = poly_lr(g["initial_lr"], it, recipe.iters, recipe.poly_power, recipe.min_lr,
-                                  recipe.warmup_iters)
+                                  recipe.warmup_iters, recipe.warmup_ratio)
             batch = next(batches)
             img = batch["img"].to(info.device, non_blocking=True)
             target = batch["mask"].to(info.device, non_blocking=True)

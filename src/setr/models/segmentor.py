@@ -46,7 +46,7 @@ class EncoderDecoder(nn.Module):
 
     # ------------------------------------------------------------------ forward passes
     def _pad_to_patch_multiple(self, img: torch.Tensor) -> torch.Tensor:
-        p = self.backbone.patch_size
+        p = getattr(self.backbone, "patch_size", 1)  # ViT: a multiple of the patch; HLG takes any size
         h, w = img.shape[-2:]
         ph, pw = (-h) % p, (-w) % p
         return F.pad(img, (0, pw, 0, ph)) if (ph or pw) else img
@@ -56,7 +56,7 @@ class EncoderDecoder(nn.Module):
         h, w = img.shape[-2:]
         padded = self._pad_to_patch_multiple(img)
         feats = self.backbone(padded)
-        grid = self.backbone.token_grid(padded.shape[-2:])
+        grid = self.backbone.token_grid(padded.shape[-2:]) if hasattr(self.backbone, "token_grid") else None
         size = padded.shape[-2:]
         heads = [self.decode_head, *self.auxiliary_head] if with_aux else [self.decode_head]
         outs = [head(feats, out_size=size, grid=grid) for head in heads]

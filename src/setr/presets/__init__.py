@@ -9,6 +9,7 @@ from .base import Preset, TrainRecipe
 from .demo import demo_preset
 from .hlg import ClassifierPreset, hlg_presets
 from .setr import setr_presets
+from .setr_hlg import setr_hlg_presets
 
 __all__ = ["ClassifierPreset", "Preset", "TrainRecipe", "get_classifier_preset", "get_preset",
            "is_classifier_preset", "list_classifier_presets", "list_presets", "preset_names"]
@@ -16,7 +17,7 @@ __all__ = ["ClassifierPreset", "Preset", "TrainRecipe", "get_classifier_preset",
 
 @lru_cache(maxsize=1)
 def _registry() -> dict[str, Preset]:
-    return {p.name: p for p in [*setr_presets(), demo_preset()]}
+    return {p.name: p for p in [*setr_presets(), *setr_hlg_presets(), demo_preset()]}
 
 
 @lru_cache(maxsize=1)

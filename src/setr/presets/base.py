@@ -12,14 +12,17 @@ from ..config import ModelConfig
 class TrainRecipe:
     iters: int = 40000
     batch_size: int = 8  # global batch (the original: samples_per_gpu x 8 GPUs)
-    optimizer: str = "sgd"
+    optimizer: str = "sgd"  # "sgd" (SETR) or "adamw" (SETR-PUP-HLG)
     lr: float = 0.01  # backbone; parameters whose name contains "head" get lr x head_lr_mult
     head_lr_mult: float = 10.0
     momentum: float = 0.9
     weight_decay: float = 0.0
     poly_power: float = 0.9
     min_lr: float = 1e-4
-    warmup_iters: int = 0
+    warmup_iters: int = 0  # linear warm-up from lr * warmup_ratio
+    warmup_ratio: float = 1e-6
+    betas: tuple[float, float] = (0.9, 0.999)  # adamw
+    no_decay_key: str | None = None  # parameters whose name contains it get no weight decay (HLG: "norm")
     eval_interval: int = 4000  # iters / 10 in the original
     checkpoint_interval: int | None = None  # None: the evaluation interval
     keep_checkpoints: int = 3  # iter_*.pth files kept (0: all)

@@ -132,7 +132,13 @@ class HLGUPHead(nn.Module):
         self.dropout = nn.Dropout2d(dropout_ratio)
         self.conv_seg = nn.Conv2d(channels, num_classes, 1)
 
-    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+    def forward(self, feats: Sequence[torch.Tensor], out_size: Sequence[int] | None = None,
+                grid: Sequence[int] | None = None) -> torch.Tensor:
+        """(B, K, 4h, 4w) logits from the stage-1 grid (h, w); resized to ``out_size`` when given."""
+        logits = self.forward_logits(feats)
+        return resize(logits, out_size, self.align_corners) if out_size is not None else logits
+
+    def forward_logits(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
         """Four maps (B, C_i, h_i, w_i) -> logits (B, num_classes, 4h, 4w), (h, w) the ``fuse_level`` size."""
         size = feats[self.fuse_level].shape[-2:]
         x = torch.cat([resize(feats[i], size, self.align_corners) for i in self.in_index], dim=1)

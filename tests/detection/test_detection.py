@@ -1,0 +1,289 @@
+"""RetinaNet-HLG: presets, model structure, COCO data checks, training to a positive AP, exact resume, CLI."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("pycocotools")
+
+from setr.detection import build_retinanet_hlg, get_detection_preset, list_detection_presets  # noqa: E402
+from setr.detection.cli import add_detect_parser  # noqa: E402
+from setr.detection.coco import CocoDetection  # noqa: E402
+from setr.detection.engine import (StepWarmupLR, evaluate_detector, load_detector, predict_images,  # noqa: E402
+                                   train_detector)
+from setr.detection.model import FPN_STRIDES, anchor_sizes, num_anchors_for, param_groups  # noqa: E402
+from setr.detection.synthetic import write_coco  # noqa: E402
+from setr.errors import SetrError  # noqa: E402
+from setr.overrides import apply_overrides  # noqa: E402
+
+TINY = "retinanet_hlg_tiny_test"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # two OpenMP threads on a shared 2-core box spin-wait badly (10-100x slower); one is fastest
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def coco_root(tmp_path_factory) -> Path:
+    return write_coco(tmp_path_factory.mktemp("coco") / "data", n_train=64, n_val=16, size=128, num_classes=2,
+                      seed=0)
+
+
+@pytest.fixture(scope="module")
+def trained(coco_root, tmp_path_factory):
+    """The tiny preset trained for 8 epochs x 16 iterations (about 20 s on one core)."""
+    torch.set_num_threads(1)
+    work = tmp_path_factory.mktemp("train")
+    metrics = train_detector(TINY, coco_root, work, progress=False, seed=0)
+    return work, metrics
+
+
+def _cli(argv):
+    parser = argparse.ArgumentParser()
+    add_detect_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+# ------------------------------------------------------------------------------------------------ model
+@pytest.mark.parametrize("name,dims,depths,dp", [
+    ("retinanet_hlg_small_fpn_mstrain_1x_coco", (96, 192, 384, 768), (2, 2, 6, 2), 0.1),
+    ("retinanet_hlg_medium_fpn_mstrain_1x_coco", (96, 192, 384, 768), (2, 2, 14, 2), 0.3),
+    ("retinanet_hlg_large_fpn_mstrain_1x_coco", (128, 256, 512, 1024), (2, 2, 14, 2), 0.3),
+])
+def test_presets_build_on_meta(name, dims, depths, dp):
+    p = get_detection_preset(name)
+    assert name in list_detection_presets()
+    assert (p.train.lr, p.train.weight_decay, p.train.epochs, p.train.milestones, p.train.warmup_iters,
+            p.train.batch_size) == (1e-4, 1e-4, 12, (8, 11), 500, 16)
+    assert p.model.train_min_sizes == (640, 672, 704, 736, 768, 800) and p.model.test_min_size == 800
+    with torch.device("meta"):
+        model = build_retinanet_hlg(p.model, 80)
+    hlg = model.backbone.body.hlg
+    assert hlg.embed_dims == dims and hlg.depths == depths and hlg.dense
+    assert model.backbone.fpn.inner_blocks[0][0].in_channels == dims[1]  # start level 1: stride-4 map unused
+    assert model.backbone.out_channels == 256
+    assert model.backbone.fpn.extra_blocks.p6.in_channels == dims[3] and not model.backbone.fpn.extra_blocks.use_P5
+    assert model.anchor_generator.num_anchors_per_location() == [9] * 5
+    assert (model.score_thresh, model.nms_thresh, model.detections_per_img, model.topk_candidates) == \
+           (0.05, 0.5, 100, 1000)
+    assert model.proposal_matcher.high_threshold == 0.5 and model.proposal_matcher.low_threshold == 0.4
+    assert model.proposal_matcher.allow_low_quality_matches
+    assert model.head.regression_head._loss_type == "l1"
+    assert tuple(model.box_coder.weights) == (1.0, 1.0, 1.0, 1.0)
+    assert model.transform.max_size == 1333
+    dpr = [blk.drop_path.drop_prob if hasattr(blk.drop_path, "drop_prob") else 0.0 for blk in hlg.block4]
+    assert dpr[-1] == pytest.approx(dp)
+
+
+def test_anchor_sizes_and_fpn_strides():
+    p = get_detection_preset("retinanet_hlg_small_fpn_mstrain_1x_coco")
+    sizes = anchor_sizes(p.model)
+    assert sizes[0] == pytest.approx((32.0, 32 * 2 ** (1 / 3), 32 * 2 ** (2 / 3)))
+    assert sizes[-1][0] == pytest.approx(4 * 128)
+    tiny = get_detection_preset(TINY)
+    model = build_retinanet_hlg(tiny.model, 3).eval()
+    feats = model.backbone(torch.zeros(1, 3, 128, 160))
+    assert list(feats) == ["0", "1", "2", "p6", "p7"]
+    for f, s in zip(feats.values(), FPN_STRIDES):
+        assert f.shape[1] == tiny.model.fpn_channels and f.shape[-2:] == (-(-128 // s), -(-160 // s))
+    from torchvision.models.detection.image_list import ImageList
+
+    anchors = model.anchor_generator(ImageList(torch.zeros(1, 3, 128, 160), [(128, 160)]), list(feats.values()))
+    assert anchors[0].shape == (num_anchors_for((128, 160), tiny.model), 4)
+
+
+def test_build_variants_and_overrides():
+    m = build_retinanet_hlg({"embed_dims": (16, 32, 64, 128), "num_heads": (1, 2, 4, 8), "depths": (1, 1, 1, 1)},
+                            2, fpn_channels=32, train_min_sizes=(96, 128), test_min_size=112, max_size=200)
+    assert m.backbone.out_channels == 32 and m.transform.min_size == (96, 128)
+    m.eval()
+    out, _ = m.transform([torch.rand(3, 64, 80)])
+    assert min(out.image_sizes[0]) == 112  # eval uses test_min_size
+    p = get_detection_preset(TINY)
+    apply_overrides(p, ["model.fpn_channels=48", "train.milestones=[2,3]"])
+    assert p.model.fpn_channels == 48 and p.train.milestones == (2, 3)
+    with pytest.raises(SetrError):
+        get_detection_preset("retinanet_nope")
+    groups = param_groups(m, 1e-4)
+    assert groups[1]["weight_decay"] == 0.0
+    assert all(p.ndim == 1 for p in groups[1]["params"])
+
+
+def test_step_warmup_schedule():
+    f = StepWarmupLR(100, (8, 11), 0.1, 500, 0.001)
+    assert f(0) == pytest.approx(0.001)
+    assert f(250) == pytest.approx(1 - 0.5 * 0.999)
+    assert f(500) == 1.0 and f(799) == 1.0 and f(800) == pytest.approx(0.1) and f(1100) == pytest.approx(0.01)
+
+
+# ------------------------------------------------------------------------------------------------- data
+def test_dataset_reads_synthetic_coco(coco_root):
+    ds = CocoDetection(coco_root, "train", train=True)
+    assert ds.num_classes == 2 and ds.cat_ids == [1, 3] and len(ds) == 64
+    img, t = ds[0]
+    assert img.dtype == torch.float32 and img.shape == (3, 128, 128) and 0 <= img.min() and img.max() <= 1
+    ann = ds.coco.imgToAnns[t["image_id"]]
+    x, y, w, h = ann[0]["bbox"]
+    raw = CocoDetection(coco_root, "train")._targets[t["image_id"]][0]
+    assert raw[0].tolist() == [x, y, x + w, y + h]  # xywh -> xyxy
+    assert set(t["labels"].tolist()) <= {0, 1}
+
+
+def test_flip_moves_boxes(coco_root):
+    ds = CocoDetection(coco_root, "train", train=True, flip_prob=1.0)
+    img, t = ds[0]
+    raw = ds._targets[t["image_id"]][0]
+    assert torch.allclose(t["boxes"][:, 0], 128 - raw[:, 2]) and torch.allclose(t["boxes"][:, 2], 128 - raw[:, 0])
+
+
+def _copy_split(root: Path, dst: Path, edit) -> Path:
+    import shutil
+
+    shutil.copytree(root, dst)
+    ann = dst / "annotations" / "instances_val2017.json"
+    data = json.loads(ann.read_text())
+    edit(data, dst)
+    ann.write_text(json.dumps(data))
+    return dst
+
+
+def test_not_coco_json(coco_root, tmp_path):
+    import shutil
+
+    shutil.copytree(coco_root, tmp_path / "d")
+    ann = tmp_path / "d" / "annotations" / "instances_val2017.json"
+    ann.write_text('{"hello": 1}')
+    with pytest.raises(SetrError, match="instances_val2017.json: not a COCO annotation file"):
+        CocoDetection(tmp_path / "d", "val")
+    ann.write_text("not json at all")
+    with pytest.raises(SetrError, match="instances_val2017.json"):
+        CocoDetection(tmp_path / "d", "val")
+
+
+def test_zero_area_boxes_are_counted(coco_root, tmp_path):
+    def edit(data, _):
+        a = dict(data["annotations"][0])
+        extra = [dict(a, id=10_000, bbox=[5.0, 5.0, 0.0, 10.0]),  # zero width
+                 dict(a, id=10_001, bbox=[5.0, 5.0, 10.0, 0.0]),  # zero height
+                 dict(a, id=10_002, bbox=[200.0, 10.0, 30.0, 30.0])]  # outside the image -> nothing left
+        data["annotations"] += extra + [dict(a, id=10_003, bbox=[-10.0, -10.0, 40.0, 40.0])]  # clipped, kept
+
+    root = _copy_split(coco_root, tmp_path / "d", edit)
+    with pytest.warns(UserWarning, match="dropped 3 boxes with zero area"):
+        ds = CocoDetection(root, "val")
+    assert ds.dropped_boxes == 3
+    img_id = json.loads((root / "annotations" / "instances_val2017.json").read_text())["annotations"][0]["image_id"]
+    boxes = ds._targets[img_id][0]
+    assert [0.0, 0.0, 30.0, 30.0] in boxes.tolist()
+
+
+def test_missing_image_file(coco_root, tmp_path):
+    root = _copy_split(coco_root, tmp_path / "d", lambda data, dst: (dst / "val2017" /
+                                                                     data["images"][3]["file_name"]).unlink())
+    img_id = json.loads((root / "annotations" / "instances_val2017.json").read_text())["images"][3]["id"]
+    with pytest.raises(SetrError, match=f"image id {img_id} has no file"):
+        CocoDetection(root, "val")
+
+
+# ---------------------------------------------------------------------------------------------- training
+def test_training_reaches_positive_ap(trained, coco_root):
+    work, metrics = trained
+    assert metrics["AP"] > 0.05, metrics
+    assert metrics["AP50"] > metrics["AP"]
+    assert set(metrics["per_category"]) == {"rectangle", "ellipse"}
+    assert (work / "epoch_8.pth").is_file() and (work / "train.log").is_file()
+    assert "epoch 8:" in (work / "train.log").read_text()
+    hist = metrics["history"]
+    assert hist[-1]["loss_cls"] < hist[0]["loss_cls"]
+    results = json.loads((work / "results.bbox.json").read_text())
+    assert results and set(results[0]) == {"image_id", "category_id", "bbox", "score"}
+    assert {r["category_id"] for r in results} <= {1, 3} and all(len(r["bbox"]) == 4 for r in results)
+    if (work / "tb").exists():
+        assert any((work / "tb").iterdir())
+
+
+def test_exact_resume(coco_root, tmp_path):
+    small = write_coco(tmp_path / "small", n_train=8, n_val=2, size=96, num_classes=2, seed=1)
+
+    def preset():
+        p = get_detection_preset(TINY)
+        apply_overrides(p, ["train.epochs=2", "train.warmup_iters=3", "train.milestones=[1]",
+                            "model.train_min_sizes=[64,96]", "model.max_size=96", "model.test_min_size=96",
+                            "model.drop_path_rate=0.1"])  # the RNG matters: drop path, flips, sizes
+        return p
+
+    train_detector(preset(), small, tmp_path / "full", progress=False, seed=3)
+    train_detector(preset(), small, tmp_path / "part", epochs=1, progress=False, seed=3)
+    train_detector(preset(), small, tmp_path / "part", resume=True, progress=False, seed=3)
+    a = torch.load(tmp_path / "full" / "epoch_2.pth", weights_only=False)
+    b = torch.load(tmp_path / "part" / "epoch_2.pth", weights_only=False)
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 4
+    # resuming against a dataset with other categories is refused
+    other = write_coco(tmp_path / "other", n_train=8, n_val=2, size=96, num_classes=3, seed=1)
+    with pytest.raises(SetrError, match="categories"):
+        train_detector(preset(), other, tmp_path / "part", resume=tmp_path / "part" / "epoch_1.pth",
+                       epochs=2, progress=False)
+
+
+def test_evaluate_and_category_mismatch(trained, coco_root, tmp_path):
+    work, metrics = trained
+    model, cats = load_detector(TINY, work / "epoch_8.pth")
+    val = CocoDetection(coco_root, "val")
+    out = tmp_path / "res.json"
+    m = evaluate_detector(model, val, categories=cats, results_json=out)
+    assert m["AP"] == pytest.approx(metrics["AP"], abs=1e-6)
+    assert json.loads(out.read_text())
+    with pytest.raises(SetrError, match="categories"):
+        evaluate_detector(model, val, categories=[{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}])
+
+
+# --------------------------------------------------------------------------------------------------- CLI
+def test_cli_test_and_predict(trained, coco_root, tmp_path, capsys):
+    work, _ = trained
+    ckpt = str(work / "epoch_8.pth")
+    assert _cli(["detect", "test", TINY, ckpt, "--data-root", str(coco_root), "--json", str(tmp_path / "r.json"),
+                 "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "AP50" in text and "APl" in text and "rectangle" in text and "ellipse" in text
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert all(set(r) == {"image_id", "category_id", "bbox", "score"} for r in res)
+
+    images = sorted((coco_root / "val2017").glob("*.jpg"))[:2]
+    assert _cli(["detect", "predict", TINY, "--checkpoint", ckpt, *map(str, images), "--out",
+                 str(tmp_path / "pred"), "--score-thresh", "0.2"]) == 0
+    for im in images:
+        out = tmp_path / "pred" / f"{im.stem}_boxes.jpg"
+        assert out.is_file() and out.stat().st_size > 0
+    from PIL import Image
+
+    with Image.open(tmp_path / "pred" / f"{images[0].stem}_boxes.jpg") as im:
+        assert im.size == (128, 128) and im.mode == "RGB"
+
+    with pytest.raises(SetrError, match="checkpoint not found"):
+        _cli(["detect", "test", TINY, str(tmp_path / "nope.pth"), "--data-root", str(coco_root)])
+    with pytest.raises(SetrError, match="unknown key"):
+        _cli(["detect", "predict", TINY, "--checkpoint", ckpt, str(images[0]), "--out", str(tmp_path),
+              "--set", "model.bogus=1"])
+
+
+def test_cli_train_smoke(tmp_path):
+    root = write_coco(tmp_path / "d", n_train=4, n_val=2, size=64, num_classes=1, seed=2)
+    assert _cli(["detect", "train", TINY, "--data-root", str(root), "--work-dir", str(tmp_path / "w"),
+                 "--epochs", "1", "--batch-size", "2", "--no-progress", "--set", "model.train_min_sizes=[64]",
+                 "model.test_min_size=64", "model.max_size=64"]) == 0
+    assert (tmp_path / "w" / "epoch_1.pth").is_file()
+    with pytest.raises(SetrError, match="data root not found"):
+        _cli(["detect", "train", TINY, "--data-root", str(tmp_path / "missing")])
