@@ -3,9 +3,13 @@ fp32 path, on natural-looking generated images (textured shapes, smooth lighting
 
     .venv/bin/python benchmarks/bf16_agreement.py [--preset P] [--images N]
 
-Random weights are used (no trained checkpoint is available offline), with the heads' BatchNorm statistics
-estimated on the same kind of images so that the logits have realistic scale; a trained checkpoint
-can be passed with --checkpoint.
+Without --checkpoint, random weights are used (no trained checkpoint of a real preset is available offline):
+their class probabilities are near-uniform, so nearly every pixel is a near-tie and the agreement says little;
+the script reports the agreement on confident pixels separately. For a meaningful number pass a trained
+checkpoint, e.g. the demo model on its validation images:
+
+    .venv/bin/python benchmarks/bf16_agreement.py --preset setr_demo_pup_tiny_64x64_shapes \
+        --checkpoint work_dirs/demo/final.safetensors --images-dir work_dirs/demo/data/images/val --images 40
 """
 from __future__ import annotations
 
@@ -32,11 +36,17 @@ def main() -> None:
     ap.add_argument("--preset", default="SETR_PUP_DeiT_512x512_160k_ade20k_bs_16")
     ap.add_argument("--checkpoint")
     ap.add_argument("--images", type=int, default=4)
+    ap.add_argument("--images-dir", help="use these images instead of generated ones")
     args = ap.parse_args()
     preset = get_preset(args.preset)
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    images = [natural_image(rng, 512, 683) for _ in range(args.images)]
+    if args.images_dir:
+        from setr.inference import find_images, read_image
+
+        images = [read_image(p) for p in find_images([args.images_dir])[: args.images]]
+    else:
+        images = [natural_image(rng, 512, 683) for _ in range(args.images)]
     if args.checkpoint:
         from setr.checkpoints import load_model
 
@@ -64,7 +74,7 @@ def main() -> None:
         agree_conf += int((a == b)[confident].sum())
         total_conf += int(confident.sum())
     print(f"{args.preset}: {fast.precision} vs fp32 argmax agreement {100 * agree / total:.3f}% over "
-          f"{args.images} images of 512x683 (slide, {fast.window_batch} windows per batch); "
+          f"{len(images)} images ({fast.mode}, {fast.window_batch} windows per batch); "
           f"{100 * agree_conf / max(total_conf, 1):.3f}% on the {100 * total_conf / total:.1f}% of pixels whose fp32 "
           f"top-2 probability margin exceeds 0.02")
 

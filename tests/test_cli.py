@@ -32,7 +32,8 @@ def test_presets_lists_names_datasets_and_miou(capsys):
     assert "SETR_PUP_768x768_40k_cityscapes_bs_8" in out and "78.39" in out
     assert main(["presets", "--dataset", "ade20k", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert {r["dataset"] for r in rows} == {"ade20k"} and len(rows) == 12
+    assert {r["dataset"] for r in rows} == {"ade20k"}
+    assert len([r for r in rows if r["name"].startswith("SETR_")]) == 12 and len(rows) == 15  # + 3 PUP-HLG
     assert main(["presets", "--dataset", "folder"]) == 0
     assert "setr_demo_pup_tiny_64x64_shapes" in capsys.readouterr().out
 

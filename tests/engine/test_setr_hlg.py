@@ -30,7 +30,7 @@ def test_presets_and_sizes():
 
 def tiny_model(name="setr_pup_hlg_small_768x768_40k_cityscapes_bs_16"):
     p = get_preset(name)
-    apply_overrides(p, tiny_sets(p))
+    apply_overrides(p, tiny_sets(p) + ["train.iters=2", "train.eval_interval=2"])
     return p
 
 

@@ -90,10 +90,11 @@ def validate_preset(preset: Preset) -> None:
     cfg = preset.model
     depth = cfg.backbone.depth
     for where, head in [("decode_head", cfg.decode_head)] + [(f"aux_heads.{i}", h) for i, h in enumerate(cfg.aux_heads)]:
-        limit = 4 if head.type in ("mla_aux", "fcn") else depth
+        levels = head.type in ("mla_aux", "fcn")  # indexes the 4 feature levels, not the blocks
+        limit = 4 if levels else depth
         if head.type not in ("mla", "hlg_up") and not -limit <= head.in_index < limit:
             raise SetrError(f"model.{where}.in_index {head.in_index} is out of range for "
-                            f"{'the 4 feature levels' if limit == 4 else f'a backbone of depth {depth}'}")
+                            f"{'the 4 feature levels' if levels else f'a backbone of depth {depth}'}")
     if cfg.backbone.mla_index and any(not 0 <= i < depth for i in cfg.backbone.mla_index):
         raise SetrError(f"model.backbone.mla_index {list(cfg.backbone.mla_index)} is out of range for depth {depth}")
     d = preset.data
