@@ -3,12 +3,11 @@ shape-for-shape onto the original's state dict, and its parameter counts equal t
 import json
 
 import pytest
-import torch
 
 from setr.complexity import build_on_meta, segmentor_param_counts
 from setr.config import ModelConfig, build_model
 from setr.errors import SetrError
-from setr.presets import get_preset, list_presets, preset_names
+from setr.presets import get_preset, list_presets
 
 from conftest import MANIFEST
 

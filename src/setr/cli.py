@@ -21,13 +21,9 @@ def _add_speed_options(p: argparse.ArgumentParser) -> None:
 
 
 def _device(name: str | None) -> str:
-    import torch
+    from .engine.common import resolve_device
 
-    if name is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SetrError(f"--device {name}: CUDA is not available on this machine")
-    return name
+    return resolve_device(name)
 
 
 # --------------------------------------------------------------------------- presets / info / flops

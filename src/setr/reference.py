@@ -169,7 +169,7 @@ def check_case(case: Mapping[str, Any], device: str = "cpu") -> list[OutputCheck
         return check_hlg_case(case, device)
     if "head_type" in cfg:
         return check_setr_case(case, device)
-    raise SetrError(f"unknown reference case: config has neither 'model' (HLG) nor 'head_type' (SETR)")
+    raise SetrError("unknown reference case: config has neither 'model' (HLG) nor 'head_type' (SETR)")
 
 
 def load_case(path) -> dict[str, Any]:

@@ -1,11 +1,9 @@
 import numpy as np
-import pytest
 from PIL import Image
 
 from setr.cli import main
 from setr.data.classes import PASCAL_CONTEXT_CLASSES
 from setr.data.synthetic import write_cityscapes
-from setr.errors import SetrError
 
 
 def test_cityscapes_polygons_to_train_ids_with_cityscapesscripts(tmp_path, capsys):

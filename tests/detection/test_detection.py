@@ -13,7 +13,7 @@ pytest.importorskip("pycocotools")
 from setr.detection import build_retinanet_hlg, get_detection_preset, list_detection_presets  # noqa: E402
 from setr.detection.cli import add_detect_parser  # noqa: E402
 from setr.detection.coco import CocoDetection  # noqa: E402
-from setr.detection.engine import (StepWarmupLR, evaluate_detector, load_detector, predict_images,  # noqa: E402
+from setr.detection.engine import (StepWarmupLR, evaluate_detector, load_detector,  # noqa: E402
                                    train_detector)
 from setr.detection.model import FPN_STRIDES, anchor_sizes, num_anchors_for, param_groups  # noqa: E402
 from setr.detection.synthetic import write_coco  # noqa: E402

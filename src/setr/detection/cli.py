@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from ..errors import SetrError
@@ -18,13 +17,9 @@ def _preset(args: argparse.Namespace):
 
 
 def _device(name: str | None) -> str:
-    import torch
+    from ..engine.common import resolve_device
 
-    if name is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SetrError(f"--device {name}: CUDA is not available on this machine")
-    return name
+    return resolve_device(name)
 
 
 def cmd_detect_train(args: argparse.Namespace) -> int:

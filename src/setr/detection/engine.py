@@ -9,7 +9,6 @@ torchrun DDP through :func:`setr.engine.distributed.init_distributed`; the prese
 from __future__ import annotations
 
 import json
-import logging
 import math
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from torch import nn
 
 from ..checkpoints import atomic_write
 from ..engine.checkpoint import rng_state, set_rng_state
+from ..engine.common import newest_checkpoint, optimizer_step, run_logger, tensorboard_writer
 from ..engine.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from ..errors import SetrError
 from .coco import CocoDetection, collate
@@ -53,29 +53,8 @@ def resolve_preset(preset: str | DetectionPreset) -> DetectionPreset:
     return get_detection_preset(preset) if isinstance(preset, str) else preset
 
 
-def _logger(work_dir: Path, main: bool) -> logging.Logger:
-    log = logging.getLogger(f"setr.detect.{work_dir}")
-    log.handlers.clear()
-    log.propagate = False
-    log.setLevel(logging.INFO)
-    if main:
-        fh = logging.FileHandler(work_dir / "train.log")
-        fh.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-        log.addHandler(fh)
-    return log
-
-
-def _tb_writer(work_dir: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except Exception:  # noqa: BLE001  (tensorboard not installed)
-        return None
-    return SummaryWriter(str(work_dir / "tb"))
-
-
 def latest_epoch_checkpoint(work_dir: Path) -> Path | None:
-    found = sorted(Path(work_dir).glob("epoch_*.pth"), key=lambda p: int(p.stem.split("_")[1]))
-    return found[-1] if found else None
+    return newest_checkpoint(work_dir, "epoch")
 
 
 def check_categories(ckpt_categories: list[dict] | None, dataset: CocoDetection, where: str) -> None:
@@ -160,7 +139,7 @@ def _train(p: DetectionPreset, root: Path, work_dir: Path, amp, resume, info: Di
 
     r = p.train
     work_dir.mkdir(parents=True, exist_ok=True)
-    log = _logger(work_dir, info.is_main)
+    log = run_logger(work_dir, "detect", info.is_main)
     torch.manual_seed(seed + info.rank)
     np.random.seed(seed + info.rank)
     random.seed(seed + info.rank)
@@ -218,7 +197,7 @@ def _train(p: DetectionPreset, root: Path, work_dir: Path, amp, resume, info: Di
         start_epoch, history = int(meta["epoch"]), list(meta.get("history", []))
         log.info(f"resumed from {path} at epoch {start_epoch}")
 
-    tb = _tb_writer(work_dir) if info.is_main else None
+    tb = tensorboard_writer(work_dir, info.is_main)
     if info.is_main:
         (work_dir / "config.json").write_text(json.dumps({"preset": p.to_dict(), "categories": train_set.categories,
                                                           "amp": amp, "seed": seed}, indent=2))
@@ -245,19 +224,7 @@ def _train(p: DetectionPreset, root: Path, work_dir: Path, amp, resume, info: Di
                 loss = sum(losses.values())
                 if not math.isfinite(loss.item()):
                     raise SetrError(f"epoch {epoch + 1} iteration {i + 1}: loss is {loss.item()}")
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(optimizer)
-                else:
-                    loss.backward()
-                if r.grad_clip:
-                    nn.utils.clip_grad_norm_(model.parameters(), r.grad_clip)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
+                optimizer_step(loss, optimizer, model, scaler, r.grad_clip)
                 lr = optimizer.param_groups[0]["lr"]
                 scheduler.step()
                 it = epoch * steps + i + 1

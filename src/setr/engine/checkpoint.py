@@ -60,8 +60,9 @@ def load_training_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def latest_checkpoint(work_dir: Path) -> Path | None:
-    found = [(int(m.group(1)), p) for p in work_dir.glob("iter_*.pth") if (m := ITER_RE.search(p.name))]
-    return max(found)[1] if found else None
+    from .common import newest_checkpoint
+
+    return newest_checkpoint(work_dir, "iter")
 
 
 def prune_checkpoints(work_dir: Path, keep: int, protect: set[Path] = frozenset()) -> None:

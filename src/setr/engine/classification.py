@@ -12,7 +12,6 @@ Checkpoints at each epoch end (atomic) hold model, EMA, optimizer, scheduler, sc
 from __future__ import annotations
 
 import json
-import logging
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -24,6 +23,7 @@ from torch import nn
 from ..checkpoints import atomic_write
 from ..errors import SetrError
 from .checkpoint import rng_state, set_rng_state
+from .common import newest_checkpoint, optimizer_step, run_logger, tensorboard_writer
 from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -147,14 +147,8 @@ def _train_classifier(model_name, root, work_dir, r, model_kwargs, resume, amp, 
     from ..precision import autocast
 
     work_dir.mkdir(parents=True, exist_ok=True)
-    log = logging.getLogger(f"setr.classify.{work_dir}")
-    log.handlers.clear()
-    log.propagate = False
-    log.setLevel(logging.INFO)
-    if info.is_main:
-        fh = logging.FileHandler(work_dir / "train.log")
-        fh.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-        log.addHandler(fh)
+    log = run_logger(work_dir, "classify", info.is_main)
+    tb = tensorboard_writer(work_dir, info.is_main)
     torch.manual_seed(seed + info.rank)
     import random
 
@@ -204,7 +198,7 @@ def _train_classifier(model_name, root, work_dir, r, model_kwargs, resume, amp, 
 
     start_epoch, best, history = 0, {}, []
     if resume:
-        path = _latest(work_dir) if resume is True else Path(resume)
+        path = newest_checkpoint(work_dir, "epoch") if resume is True else Path(resume)
         if path is None or not path.is_file():
             raise SetrError(f"{path or work_dir}: no epoch_*.pth checkpoint to resume from")
         state = torch.load(str(path), map_location="cpu", weights_only=False)
@@ -249,25 +243,16 @@ def _train_classifier(model_name, root, work_dir, r, model_kwargs, resume, amp, 
                     loss = criterion(ddp(images).float(), targets)
                 if not math.isfinite(loss.item()):
                     raise SetrError(f"epoch {epoch} step {i}: loss is {loss.item()}")
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(optimizer)
-                else:
-                    loss.backward()
-                if r.clip_grad:
-                    nn.utils.clip_grad_norm_(model.parameters(), r.clip_grad)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
+                optimizer_step(loss, optimizer, model, scaler, r.clip_grad)
                 scheduler.step_update(epoch * steps + i + 1)
                 if ema is not None:
                     ema.update(model)
                 if info.is_main:
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+                    if tb:
+                        tb.add_scalar("train/loss", loss.item(), epoch * steps + i + 1)
+                        tb.add_scalar("train/lr", optimizer.param_groups[0]["lr"], epoch * steps + i + 1)
             if val_loader is not None:
                 metrics = {"epoch": epoch + 1, "model": evaluate_classifier(model, val_loader, info, amp)}
                 if ema is not None:
@@ -279,6 +264,8 @@ def _train_classifier(model_name, root, work_dir, r, model_kwargs, resume, amp, 
                 if info.is_main:
                     log.info(f"epoch {epoch + 1}: top1 {metrics['model']['top1']:.2f} top5 {metrics['model']['top5']:.2f}"
                              + (f" ema top1 {metrics['ema']['top1']:.2f}" if ema is not None else ""))
+                    if tb:
+                        tb.add_scalar("val/top1", metrics["model"]["top1"], epoch + 1)
                     if not best or top1 > best["top1"]:
                         best = {"top1": top1, "epoch": epoch + 1}
             if info.is_main:
@@ -289,17 +276,14 @@ def _train_classifier(model_name, root, work_dir, r, model_kwargs, resume, amp, 
             barrier(info)
     finally:
         bar.close()
+        if tb:
+            tb.close()
     if info.is_main:
         out = {**metrics, "best": best, "history": history, "classes": len(classes),
                "seconds": round(time.time() - t0, 1)}
         (work_dir / "metrics.json").write_text(json.dumps(out, indent=2))
         return out
     return {}
-
-
-def _latest(work_dir: Path) -> Path | None:
-    found = sorted(work_dir.glob("epoch_*.pth"), key=lambda p: int(p.stem.split("_")[1]))
-    return found[-1] if found else None
 
 
 def _save(path, model_name, model, ema, optimizer, scheduler, scaler, gen, epoch, best, history):

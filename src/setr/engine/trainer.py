@@ -12,10 +12,7 @@
 """
 from __future__ import annotations
 
-import dataclasses
 import json
-import logging
-import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -30,6 +27,7 @@ from ..data.datasets import build_dataset
 from ..data.transforms import TrainPipeline
 from ..errors import SetrError
 from ..presets import Preset
+from .common import optimizer_step, run_logger, tensorboard_writer
 from .checkpoint import (latest_checkpoint, load_training_checkpoint, prune_checkpoints, save_training_checkpoint,
                          set_rng_state)
 from .distributed import DistInfo, barrier, cleanup, init_distributed
@@ -63,18 +61,6 @@ def param_groups(model: nn.Module, lr: float, head_lr_mult: float, weight_decay:
                     "weight_decay": 0.0 if no_decay else weight_decay,
                     "name": ("heads" if is_head else "backbone") + ("_no_decay" if no_decay else "")})
     return out
-
-
-def _logger(work_dir: Path, is_main: bool) -> logging.Logger:
-    log = logging.getLogger(f"setr.train.{work_dir}")
-    log.handlers.clear()
-    log.propagate = False
-    log.setLevel(logging.INFO)
-    if is_main:
-        fh = logging.FileHandler(work_dir / "train.log")
-        fh.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-        log.addHandler(fh)
-    return log
 
 
 def _autocast(amp: str | None, device: torch.device):
@@ -125,7 +111,7 @@ def _train(preset, data_root, work_dir, info: DistInfo, resume, load_from, pretr
 
     recipe, cfg = preset.train, preset.model
     work_dir.mkdir(parents=True, exist_ok=True)
-    log = _logger(work_dir, info.is_main)
+    log = run_logger(work_dir, "train", info.is_main)
     preset_dict = preset.to_dict()
 
     # ---- data
@@ -211,14 +197,7 @@ def _train(preset, data_root, work_dir, info: DistInfo, resume, load_from, pretr
     batches = iter(loader)
     weights = [cfg.decode_head.loss_weight] + [h.loss_weight for h in cfg.aux_heads]
     ckpt_every = recipe.checkpoint_interval or recipe.eval_interval or recipe.iters
-    tb = None
-    if info.is_main:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            tb = SummaryWriter(str(work_dir / "tb"))
-        except ImportError:
-            log.info("tensorboard not installed: no TensorBoard scalars")
+    tb = tensorboard_writer(work_dir, info.is_main)
 
     def checkpoint(it: int) -> Path | None:
         path = None
@@ -263,14 +242,7 @@ def _train(preset, data_root, work_dir, info: DistInfo, resume, load_from, pretr
             loss = sum(losses.values())
             if not torch.isfinite(loss):
                 raise SetrError(f"iteration {it}: loss is {loss.item()} (try a lower learning rate or --amp bf16)")
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
+            optimizer_step(loss, optimizer, model, scaler)
             it += 1
             if info.is_main:
                 lr = optimizer.param_groups[0]["lr"]

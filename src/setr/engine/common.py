@@ -1,0 +1,70 @@
+"""Pieces every trainer shares (segmentation, classification, detection): the log file, TensorBoard, the
+optimiser step with AMP scaling and clipping, finding the newest checkpoint, and choosing a device."""
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import SetrError
+
+
+def resolve_device(name: str | None) -> str:
+    """``None`` -> cuda if available else cpu; a CUDA device on a machine without one is a user error."""
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SetrError(f"--device {name}: CUDA is not available on this machine")
+    return name
+
+
+def run_logger(work_dir: Path, kind: str, is_main: bool) -> logging.Logger:
+    """A logger writing ``work_dir/train.log`` on the main process only (no console output: tqdm has it)."""
+    log = logging.getLogger(f"setr.{kind}.{work_dir}")
+    log.handlers.clear()
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    if is_main:
+        fh = logging.FileHandler(work_dir / "train.log")
+        fh.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        log.addHandler(fh)
+    return log
+
+
+def tensorboard_writer(work_dir: Path, is_main: bool = True):
+    """A SummaryWriter on ``work_dir/tb``, or None off the main process or without tensorboard."""
+    if not is_main:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(work_dir / "tb"))
+
+
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, model: nn.Module, scaler=None,
+                   clip_grad: float | None = None) -> None:
+    """zero_grad, backward (scaled for fp16), optional gradient-norm clipping (on unscaled gradients), step."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    if clip_grad:
+        nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+
+
+def newest_checkpoint(work_dir: Path, prefix: str) -> Path | None:
+    """The ``<prefix>_<N>.pth`` with the largest N in ``work_dir``."""
+    pattern = re.compile(rf"{prefix}_(\d+)\.pth$")
+    found = [(int(m.group(1)), p) for p in Path(work_dir).glob(f"{prefix}_*.pth") if (m := pattern.search(p.name))]
+    return max(found)[1] if found else None
