@@ -287,3 +287,16 @@ def test_cli_train_smoke(tmp_path):
     assert (tmp_path / "w" / "epoch_1.pth").is_file()
     with pytest.raises(SetrError, match="data root not found"):
         _cli(["detect", "train", TINY, "--data-root", str(tmp_path / "missing")])
+
+
+@pytest.mark.parametrize("name", [n for n in list_detection_presets() if n != TINY])
+def test_every_detection_preset_trains_a_few_iterations(name, tmp_path):
+    root = write_coco(tmp_path / "coco", n_train=4, n_val=2, size=96, num_classes=2, seed=1)
+    p = get_detection_preset(name)
+    apply_overrides(p, ["model.embed_dims=[16,32,64,128]", "model.num_heads=[1,2,4,8]", "model.depths=[1,1,1,1]",
+                        "model.fpn_channels=32", "model.train_min_sizes=[96]", "model.test_min_size=96",
+                        "model.max_size=128", "train.epochs=1", "train.batch_size=2", "train.warmup_iters=2",
+                        "train.workers=0"])
+    metrics = train_detector(p, root, tmp_path / "work", progress=False)
+    assert (tmp_path / "work" / "epoch_1.pth").is_file()
+    assert "AP" in metrics and metrics["AP"] >= 0.0
