@@ -28,6 +28,11 @@ class _WholeLogits(nn.Module):
 def export_onnx(model: nn.Module, path: str | Path, shape: tuple[int, int], dynamic: bool = False,
                 opset: int = 18) -> Path:
     path = Path(path)
+    for module in ("onnx", "onnxscript"):
+        try:
+            __import__(module)
+        except ImportError:
+            raise SetrError(f"ONNX export needs the {module} package: pip install 'setr[export]'") from None
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().float()
     x = torch.randn(2 if dynamic else 1, 3, *shape)  # batch 2: a size-1 example would be specialised
