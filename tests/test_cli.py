@@ -98,6 +98,12 @@ def test_segmenter_api_tiny(tmp_path):
     assert seg.predict(image).shape == (50, 70)
     with pytest.raises(Exception, match="RGB image"):
         seg.predict(np.zeros((4, 4)))
+    seg.aug = False
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        write_image(tmp_path / d / "same.png", 30, 40)
+    written = seg.predict_files([tmp_path / "a", tmp_path / "b"], tmp_path / "out", progress=False)
+    assert [p.name for p in written] == ["same.png", "b_same.png"]
 
 
 def test_predict_end_to_end_real_vit_b_original_checkpoint(tmp_path):

@@ -187,11 +187,16 @@ class Segmenter:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         written = []
+        stems: set[str] = set()
         for path in tqdm(paths, desc="predict", unit="img", disable=not progress):
             image = read_image(path)
             labels = self.predict(image)
-            mask_path = out / f"{path.stem}.png"
+            stem = path.stem
+            if stem in stems:  # the same name in two input folders: keep both, prefixed by the folder
+                stem = f"{path.parent.name}_{path.stem}"
+            stems.add(stem)
+            mask_path = out / f"{stem}.png"
             Image.fromarray(labels).save(mask_path)
-            Image.fromarray(self.overlay(image, labels)).save(out / f"{path.stem}_overlay.jpg", quality=92)
+            Image.fromarray(self.overlay(image, labels)).save(out / f"{stem}_overlay.jpg", quality=92)
             written.append(mask_path)
         return written
