@@ -130,3 +130,24 @@ def test_predict_end_to_end_real_vit_b_original_checkpoint(tmp_path):
         assert labels.shape == (h, w) and labels.max() < 19
         overlay = Image.open(out / f"{stem}_overlay.jpg")
         assert overlay.size == (w, h) and overlay.mode == "RGB"
+
+
+def test_own_checkpoint_keeps_its_config_under_the_preset_name(tmp_path, capsys):
+    from setr.checkpoints import save_model
+    from setr.overrides import apply_overrides
+
+    from conftest import tiny_sets
+
+    preset = get_preset("SETR_PUP_768x768_40k_cityscapes_bs_8")
+    apply_overrides(preset, tiny_sets(preset) + ["model.num_classes=5", "model.backbone.grad_checkpointing=true",
+                                                 "model.dataset=folder", "model.class_names=['a','b','c','d','e']"])
+    ckpt = save_model(build_model(preset.model, with_aux=False), preset.model, tmp_path / "m.safetensors")
+    write_image(tmp_path / "x.png", 40, 50)
+    assert main(["predict", preset.name, str(tmp_path / "x.png"), "-c", str(ckpt), "--out", str(tmp_path / "o"),
+                 "--no-progress"]) == 0
+    assert np.asarray(Image.open(tmp_path / "o" / "x.png")).max() < 5
+    with pytest.raises(SystemExit):
+        main(["predict", preset.name, str(tmp_path / "x.png"), "--out", str(tmp_path / "o"), "--window-batch", "0"])
+    mla = get_preset("SETR_MLA_768x768_40k_cityscapes_bs_8").name
+    assert main(["predict", mla, str(tmp_path / "x.png"), "-c", str(ckpt), "--out", str(tmp_path / "o")]) == 1
+    assert "checkpoint holds a vit/pup model, the preset is vit_mla/mla" in capsys.readouterr().err

@@ -162,6 +162,21 @@ def read_config(path: str | os.PathLike) -> ModelConfig | None:
     return None
 
 
+def config_for(path: str | os.PathLike, preset_cfg: ModelConfig) -> ModelConfig:
+    """The config to build for a checkpoint named with a preset: one of ours carries its own (class names,
+    --set changes made at training time); it must still be the preset's kind of model. Foreign checkpoints
+    use the preset's."""
+    stored = read_config(path)
+    if stored is None:
+        return preset_cfg
+    a, b = stored.backbone, preset_cfg.backbone
+    same_kind = (a.type == b.type and stored.decode_head.type == preset_cfg.decode_head.type)
+    if not same_kind:
+        raise SetrError(f"{path}: checkpoint holds a {a.type}/{stored.decode_head.type} model, the preset is "
+                        f"{b.type}/{preset_cfg.decode_head.type}")
+    return stored
+
+
 def load_model(path: str | os.PathLike, cfg: ModelConfig | None = None, with_aux: bool = False) -> tuple[nn.Module, ModelConfig]:
     """Build and load a model from a checkpoint: ours (config inside) or an original one (``cfg`` required)."""
     stored = read_config(path)
@@ -176,8 +191,19 @@ def load_model(path: str | os.PathLike, cfg: ModelConfig | None = None, with_aux
     return model, cfg
 
 
+# fields that change neither the weights' shapes nor their meaning
+NON_ARCHITECTURAL = ("grad_checkpointing", "pretrained", "drop_rate", "attn_drop_rate", "drop_path_rate",
+                     "loss_weight", "dropout_ratio")
+
+
+def architecture(cfg: ModelConfig) -> dict:
+    d = cfg.to_dict()
+    strip = lambda x: {k: v for k, v in x.items() if k not in NON_ARCHITECTURAL}  # noqa: E731
+    return {"num_classes": d["num_classes"], "backbone": strip(d["backbone"]), "decode_head": strip(d["decode_head"])}
+
+
 def _check_same_model(stored: ModelConfig, cfg: ModelConfig, path) -> None:
-    a, b = stored.to_dict(), cfg.to_dict()
+    a, b = architecture(stored), architecture(cfg)
     diffs = [k for k in ("num_classes", "backbone", "decode_head") if a[k] != b[k]]
     if "num_classes" in diffs:
         raise SetrError(f"{path}: checkpoint is for {stored.num_classes} classes, the preset has {cfg.num_classes}")
@@ -226,8 +252,14 @@ def _read_npz_with_timm(path: Path) -> dict[str, torch.Tensor]:
 def _read_timm_hub(name: str) -> dict[str, torch.Tensor]:
     import timm
 
-    if name not in timm.list_models(pretrained=True):
+    known = timm.list_models(pretrained=True)
+    if name not in known and not any(k.startswith(name + ".") for k in known):
         raise SetrError(f"{name}: not a local file, and not a timm model name with pretrained weights")
+    if name.split(".")[0] == "vit_large_patch16_384" and "." not in name:
+        import warnings
+
+        warnings.warn("timm's default vit_large_patch16_384 weights are not SETR's jx_vit_large_p16_384 file; "
+                      "pass that .pth for the original initialisation", stacklevel=2)
     try:
         model = timm.create_model(name, pretrained=True, num_classes=0)
     except Exception as exc:  # noqa: BLE001 - no network, hub errors, ...

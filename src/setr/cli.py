@@ -13,10 +13,17 @@ def _add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
+    return value
+
+
 def _add_speed_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="auto: bf16 where the hardware has bf16 matrix units, else fp32; fp32 is bit-faithful")
-    p.add_argument("--window-batch", type=int, default=None,
+    p.add_argument("--window-batch", type=_positive_int, default=None,
                    help="sliding windows per forward pass (default: 1 in fp32, 8 otherwise)")
 
 
@@ -198,14 +205,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _load_for_test(args, preset):
-    from .checkpoints import load_model, read_config
+    from .checkpoints import config_for, load_model
     from .inference import Segmenter
 
-    stored = read_config(args.checkpoint)
-    cfg = preset.model
-    if stored is not None and not args.set:
-        cfg = stored  # our checkpoint knows its model (class names of a folder dataset included)
-    model, cfg = load_model(args.checkpoint, cfg)
+    model, cfg = load_model(args.checkpoint, config_for(args.checkpoint, preset.model))
     seg = Segmenter(model, cfg, device=_device(args.device), mode=args.mode, aug=True if args.aug else None,
                     window_batch=args.window_batch, precision=args.precision)
     print(f"testing with mode={seg.mode}, aug={'ms+flip' if seg.aug else 'off'}, device={seg.device}, "
@@ -463,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true")
     p.add_argument("--train", action="store_true", help="time a training step (aux heads, SGD) instead")
     p.add_argument("--mode", default="whole", choices=("whole", "slide"))
-    p.add_argument("--window-batch", type=int, default=None)
+    p.add_argument("--window-batch", type=_positive_int, default=None)
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", action="store_true")

@@ -115,7 +115,9 @@ class Segmenter:
         from .checkpoints import load_model
         from .presets import get_preset
 
-        cfg = get_preset(preset).model if preset else None
+        from .checkpoints import config_for
+
+        cfg = config_for(checkpoint, get_preset(preset).model) if preset else None
         model, cfg = load_model(checkpoint, cfg)
         return cls(model, cfg, **kwargs)
 
@@ -191,9 +193,12 @@ class Segmenter:
         for path in tqdm(paths, desc="predict", unit="img", disable=not progress):
             image = read_image(path)
             labels = self.predict(image)
-            stem = path.stem
+            stem, k = path.stem, 1
             if stem in stems:  # the same name in two input folders: keep both, prefixed by the folder
                 stem = f"{path.parent.name}_{path.stem}"
+            while stem in stems:
+                k += 1
+                stem = f"{path.parent.name}_{path.stem}_{k}"
             stems.add(stem)
             mask_path = out / f"{stem}.png"
             Image.fromarray(labels).save(mask_path)

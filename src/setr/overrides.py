@@ -27,10 +27,13 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     args = [a for a in get_args(annotation) if a is not type(None)]
     if value is None:
         return None
-    if dataclasses.is_dataclass(annotation) and isinstance(value, dict):
-        return annotation(**value)
-    if origin is list and args and dataclasses.is_dataclass(args[0]) and isinstance(value, (list, tuple)):
-        return [args[0](**v) if isinstance(v, dict) else v for v in value]
+    try:
+        if dataclasses.is_dataclass(annotation) and isinstance(value, dict):
+            return annotation(**value)
+        if origin is list and args and dataclasses.is_dataclass(args[0]) and isinstance(value, (list, tuple)):
+            return [args[0](**v) if isinstance(v, dict) else v for v in value]
+    except TypeError as exc:
+        raise SetrError(f"--set {key}: {exc}") from None
     if origin is tuple or (args and any(get_origin(a) is tuple for a in args)):
         if isinstance(value, (list, tuple)):
             return tuple(value)

@@ -154,3 +154,25 @@ def test_activation_checkpointing_gives_the_same_training(data_roots, tmp_path):
     train(ckpt, data_roots["cityscapes"], tmp_path / "b", progress=False, validate=False)
     a, b = weights(tmp_path / "a" / "iter_2.pth"), weights(tmp_path / "b" / "iter_2.pth")
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+
+
+def test_user_errors_in_overrides_are_one_line(data_roots, tmp_path, capsys):
+    preset = get_preset("SETR_PUP_768x768_40k_cityscapes_bs_8")
+    base = ["train", preset.name, "--data-root", str(data_roots["cityscapes"]), "--work-dir", str(tmp_path),
+            "--no-progress", "--set", *tiny_sets(preset)]
+    for bad, message in [("train.loss_normalisation=foo", "expected all_pixels or valid_pixels"),
+                         ("model.decode_head.type=bogus", "head type 'bogus'"),
+                         ("model.aux_heads=[{'typ':'pup'}]", "unexpected keyword argument 'typ'"),
+                         ("train.batch_size=0", "must be >= 1")]:
+        assert main(base + [bad]) == 1
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+
+
+def test_evaluation_interval_is_independent_of_checkpoints(data_roots, tmp_path):
+    preset = tiny("SETR_Naive_768x768_40k_cityscapes_bs_8", iters=4,
+                  **{"train.checkpoint_interval": 4, "train.eval_interval": 2})
+    train(preset, data_roots["cityscapes"], tmp_path, progress=False)
+    log = (tmp_path / "train.log").read_text()
+    assert "iter 2: aAcc" in log and "iter 4: aAcc" in log
+    assert not (tmp_path / "iter_2.pth").exists() and (tmp_path / "iter_4.pth").exists()

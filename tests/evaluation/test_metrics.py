@@ -52,3 +52,25 @@ def test_evaluate_folders_and_cli(tmp_path, capsys):
     (pred / "a.png").rename(pred / "b.png")
     assert main(["evaluate", str(pred), str(gt), "--num-classes", "2"]) == 1
     assert "no prediction named a.png" in capsys.readouterr().err
+
+
+def test_evaluate_folders_on_a_cityscapes_gtfine_tree(tmp_path):
+    from setr.data.synthetic import write_cityscapes
+
+    root = write_cityscapes(tmp_path / "cs", n_train=1, n_val=2, size=(32, 64))
+    gt = root / "gtFine" / "val"
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for p in gt.rglob("*_labelTrainIds.png"):
+        (pred / p.name.replace("_gtFine_labelTrainIds", "_leftImg8bit")).write_bytes(p.read_bytes())
+    m = evaluate_folders(pred, gt, 19)  # _labelIds / _polygons files beside are not ground truth
+    assert m["num_images"] == 2 and m["aAcc"] == pytest.approx(1.0)
+
+
+def test_reduce_zero_label_keeps_ignored_pixels_ignored(tmp_path):
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    pred.mkdir(), gt.mkdir()
+    Image.fromarray(np.array([[0, 1]], np.uint8)).save(pred / "a.png")
+    Image.fromarray(np.array([[1, 255]], np.uint8)).save(gt / "a.png")
+    m = evaluate_folders(pred, gt, 2, reduce_zero_label=True)
+    assert m["per_class"][1]["IoU"] is None  # the 255 pixel stayed ignored: class 1 appears nowhere

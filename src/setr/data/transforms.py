@@ -88,7 +88,8 @@ def _hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
 
 
 def _u8(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(x), 0, 255)
+    """clip to [0, 255] then truncate, as the original's ``np.clip(...).astype(np.uint8)``."""
+    return np.floor(np.clip(x, 0, 255))
 
 
 def photometric_distortion(img: np.ndarray, rng: np.random.Generator, brightness_delta: int = 32,
@@ -103,11 +104,11 @@ def photometric_distortion(img: np.ndarray, rng: np.random.Generator, brightness
     if rng.integers(2):
         hsv = _rgb_to_hsv(x)
         hsv[..., 1] = _u8(hsv[..., 1] * rng.uniform(*saturation_range))
-        x = _u8(_hsv_to_rgb(hsv))
+        x = np.clip(np.round(_hsv_to_rgb(hsv)), 0, 255)  # OpenCV's HSV -> BGR conversion rounds
     if rng.integers(2):
         hsv = _rgb_to_hsv(x)
         hsv[..., 0] = (np.round(hsv[..., 0]) + int(rng.integers(-hue_delta, hue_delta))) % 180
-        x = _u8(_hsv_to_rgb(hsv))
+        x = np.clip(np.round(_hsv_to_rgb(hsv)), 0, 255)
     if not contrast_first and rng.integers(2):
         x = _u8(x * rng.uniform(*contrast_range))
     return x.astype(np.uint8)

@@ -34,14 +34,27 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def gather_rng_states(info) -> list | None:
+    """Every process's RNG state (for per-rank dropout / drop-path streams), on all ranks; None alone."""
+    if not info.distributed:
+        return None
+    import torch.distributed as dist
+
+    states = [None] * info.world_size
+    dist.all_gather_object(states, rng_state())
+    return states
+
+
 def save_training_checkpoint(path: Path, model: torch.nn.Module, optimizer, iteration: int, preset: dict,
-                             best: dict | None = None, scaler=None) -> Path:
+                             best: dict | None = None, scaler=None, rng_ranks: list | None = None) -> Path:
     state = {"meta": {"iteration": iteration, "preset": preset["name"], "config": preset, "best": best or {},
                       "format": "setr-train-1"},
              "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
              "optimizer": optimizer.state_dict(), "rng": rng_state()}
     if scaler is not None:
         state["scaler"] = scaler.state_dict()
+    if rng_ranks is not None:
+        state["rng_ranks"] = rng_ranks
     atomic_write(path, lambda tmp: torch.save(state, tmp))
     return path
 

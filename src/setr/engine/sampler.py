@@ -16,8 +16,10 @@ from torch.utils.data import Sampler
 class InfiniteSampler(Sampler):
     def __init__(self, dataset_len: int, global_batch: int, rank: int = 0, world_size: int = 1, seed: int = 0,
                  start_iter: int = 0, shuffle: bool = True):
-        if global_batch % world_size:
-            raise ValueError(f"batch size {global_batch} is not divisible by {world_size} processes")
+        if global_batch < 1 or global_batch % world_size:
+            from ..errors import SetrError
+
+            raise SetrError(f"batch size {global_batch} must be >= 1 and divisible by {world_size} processes")
         self.n = dataset_len
         self.global_batch = global_batch
         self.per_rank = global_batch // world_size

@@ -28,9 +28,9 @@ from ..data.transforms import TrainPipeline
 from ..errors import SetrError
 from ..presets import Preset
 from .common import optimizer_step, run_logger, tensorboard_writer
-from .checkpoint import (latest_checkpoint, load_training_checkpoint, prune_checkpoints, save_training_checkpoint,
+from .checkpoint import (gather_rng_states, latest_checkpoint, load_training_checkpoint, prune_checkpoints, save_training_checkpoint,
                          set_rng_state)
-from .distributed import DistInfo, barrier, cleanup, init_distributed
+from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from .losses import pixel_accuracy, segmentor_losses
 from .sampler import InfiniteSampler
 from .schedule import poly_lr
@@ -72,8 +72,22 @@ def _autocast(amp: str | None, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def validate_preset(preset: Preset) -> None:
+def validate_preset(preset: Preset, world_size: int = 1) -> None:
     cfg = preset.model
+    from ..config import BACKBONE_TYPES, HEAD_TYPES
+
+    r = preset.train
+    if r.loss_normalisation not in ("all_pixels", "valid_pixels"):
+        raise SetrError(f"train.loss_normalisation {r.loss_normalisation!r}: expected all_pixels or valid_pixels")
+    if r.batch_size < 1 or r.batch_size % world_size:
+        raise SetrError(f"train.batch_size {r.batch_size} must be >= 1 and divisible by the {world_size} processes")
+    if r.iters < 1:
+        raise SetrError(f"train.iters {r.iters} must be >= 1")
+    if cfg.backbone.type not in BACKBONE_TYPES:
+        raise SetrError(f"model.backbone.type {cfg.backbone.type!r}: expected one of {', '.join(BACKBONE_TYPES)}")
+    for h in [cfg.decode_head, *cfg.aux_heads]:
+        if h.type not in HEAD_TYPES:
+            raise SetrError(f"head type {h.type!r}: expected one of {', '.join(HEAD_TYPES)}")
     depth = cfg.backbone.depth
     for where, head in [("decode_head", cfg.decode_head)] + [(f"aux_heads.{i}", h) for i, h in enumerate(cfg.aux_heads)]:
         levels = head.type in ("mla_aux", "fcn")  # indexes the 4 feature levels, not the blocks
@@ -97,7 +111,9 @@ def validate_preset(preset: Preset) -> None:
 def train(preset: Preset, data_root: str | Path, work_dir: str | Path, *, resume: str | Path | bool | None = None,
           load_from: str | Path | None = None, pretrained: str | None = None, amp: str | None = None,
           device: str | None = None, seed: int = 0, progress: bool = True, validate: bool = True) -> TrainResult:
-    validate_preset(preset)
+    import os
+
+    validate_preset(preset, int(os.environ.get("WORLD_SIZE", "1")))
     info = init_distributed(device)
     try:
         return _train(preset, Path(data_root), Path(work_dir), info, resume, load_from, pretrained, amp, seed,
@@ -128,10 +144,15 @@ def _train(preset, data_root, work_dir, info: DistInfo, resume, load_from, pretr
             log.info(f"no validation during training: {exc}")
     if d.dataset == "folder" and not cfg.class_names:
         cfg.class_names = list(train_set.class_names)
+    cfg.dataset = d.dataset  # saved with the model: palette and class names at test time
 
     # ---- model
     torch.manual_seed(seed)
-    model = build_model(cfg).to(info.device)
+    try:
+        model = build_model(cfg).to(info.device)
+    except ValueError as exc:
+        raise SetrError(f"model config: {exc}") from None
+    torch.manual_seed(seed + info.rank)  # identical init everywhere, independent dropout / drop-path per rank
     if pretrained and cfg.backbone.type == "hlg":
         from ..checkpoints import read_state_dict
         from ..models.hlg import load_hlg_state_dict
@@ -181,7 +202,8 @@ def _train(preset, data_root, work_dir, info: DistInfo, resume, load_from, pretr
         optimizer.load_state_dict(state["optimizer"])
         if scaler is not None and "scaler" in state:
             scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
+        set_rng_state(state.get("rng_ranks", [state["rng"]] * info.world_size)[info.rank]
+                      if len(state.get("rng_ranks", [])) == info.world_size else state["rng"])
         start_iter, best = int(state["meta"]["iteration"]), dict(state["meta"].get("best", {}))
         log.info(f"resumed from {resume_path} at iteration {start_iter}")
     if start_iter >= recipe.iters:
@@ -201,8 +223,10 @@ def _train(preset, data_root, work_dir, info: DistInfo, resume, load_from, pretr
 
     def checkpoint(it: int) -> Path | None:
         path = None
+        ranks = gather_rng_states(info)
         if info.is_main:
-            path = save_training_checkpoint(work_dir / f"iter_{it}.pth", model, optimizer, it, preset_dict, best, scaler)
+            path = save_training_checkpoint(work_dir / f"iter_{it}.pth", model, optimizer, it, preset_dict, best, scaler,
+                                            ranks)
             prune_checkpoints(work_dir, recipe.keep_checkpoints, protect={path})
         barrier(info)
         return path
@@ -240,8 +264,9 @@ def _train(preset, data_root, work_dir, info: DistInfo, resume, load_from, pretr
                 outputs = ddp_model(img, with_aux=True)
             losses = segmentor_losses(outputs, weights, target, recipe.loss_normalisation)
             loss = sum(losses.values())
-            if not torch.isfinite(loss):
-                raise SetrError(f"iteration {it}: loss is {loss.item()} (try a lower learning rate or --amp bf16)")
+            bad = all_reduce_sum(torch.tensor(0.0 if torch.isfinite(loss) else 1.0, device=info.device), info)
+            if bad.item() > 0:  # every rank stops together instead of hanging in the gradient all-reduce
+                raise SetrError(f"iteration {it}: loss is not finite (try a lower learning rate or --amp bf16)")
             optimizer_step(loss, optimizer, model, scaler)
             it += 1
             if info.is_main:
@@ -257,12 +282,12 @@ def _train(preset, data_root, work_dir, info: DistInfo, resume, load_from, pretr
                     log.info(f"iter {it}/{recipe.iters} lr {lr:.3e} loss {loss.item():.4f} {parts} "
                              f"acc_seg {100 * pixel_accuracy(outputs[0].detach(), target):.2f} {speed:.2f} it/s")
             last_ckpt = None
+            if val_set is not None and (it % (recipe.eval_interval or ckpt_every) == 0 or it == recipe.iters):
+                metrics = run_eval(it)
+                if info.is_main and (not best or metrics["mIoU"] > best.get("mIoU", -1)):
+                    best = {"mIoU": metrics["mIoU"], "iteration": it}
+                    save_model(model, cfg, work_dir / "best.safetensors", {"iteration": str(it)})
             if it % ckpt_every == 0 or it == recipe.iters:
-                if val_set is not None and (it % (recipe.eval_interval or ckpt_every) == 0 or it == recipe.iters):
-                    metrics = run_eval(it)
-                    if info.is_main and (not best or metrics["mIoU"] > best.get("mIoU", -1)):
-                        best = {"mIoU": metrics["mIoU"], "iteration": it}
-                        save_model(model, cfg, work_dir / "best.safetensors", {"iteration": str(it)})
                 last_ckpt = checkpoint(it)
     except KeyboardInterrupt:
         if it > start_iter and info.is_main:

@@ -54,6 +54,9 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, num_classes: int,
         if not d.is_dir():
             raise SetrError(f"{d}: folder not found")
     gts = sorted(gt_dir.rglob("*.png"))
+    train_ids = [g for g in gts if g.name.endswith("_gtFine_labelTrainIds.png")]
+    if train_ids:  # a Cityscapes gtFine tree also holds _color, _instanceIds and _labelIds files
+        gts = train_ids
     if not gts:
         raise SetrError(f"{gt_dir}: no ground-truth PNG files")
     preds = {p.stem: p for p in pred_dir.rglob("*.png")}
@@ -68,8 +71,10 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, num_classes: int,
         gt = np.array(Image.open(gt_path))
         if reduce_zero_label:
             gt = gt.astype(np.int64)
+            keep_ignored = gt == ignore_index
             gt[gt == 0] = ignore_index + 1
             gt = gt - 1
+            gt[keep_ignored] = ignore_index
         pred = np.array(Image.open(pred_path))
         if pred.shape != gt.shape:
             raise SetrError(f"{pred_path}: prediction is {pred.shape[1]}x{pred.shape[0]}, ground truth "
