@@ -62,3 +62,12 @@ def tiny_sets(preset, crop: int = 64, depth: int = 4) -> list[str]:
         for i in range(len(cfg.aux_heads)):
             sets += [f"model.aux_heads.{i}.in_index={i % depth}", f"model.aux_heads.{i}.channels=16"]
     return sets
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on now (for torchrun's rendezvous)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -15,6 +15,8 @@ from setr.engine.classification import ClassifyRecipe, train_classifier
 from setr.models.classifier import load_hlg_checkpoint
 from setr.models.hlg import create_hlg
 
+from conftest import free_port
+
 TINY = dict(embed_dims=(16, 32, 64, 128), num_heads=(1, 2, 4, 8), depths=(2, 2, 2, 2))
 FAST = dict(img_size=64, workers=0, auto_augment="", reprob=0.0, mixup=0.0, cutmix=0.0, smoothing=0.0,
             drop_path=0.0, ema_decay=0.9, warmup_epochs=1, batch_size=16, base_lr=2e-3 * 512 / 16, crop_scale=(0.6, 1.0))
@@ -115,7 +117,7 @@ def test_bad_inputs(folder, tmp_path, capsys):
 
 def test_ddp_two_cpu_processes(folder, tmp_path):
     sets = [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in FAST.items()]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29544",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            "-m", "setr", "classify", "train", "hlg_tiny", "--data-root", str(folder), "--work-dir", str(tmp_path),
            "--epochs", "1", "--no-progress", "--set", *sets]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

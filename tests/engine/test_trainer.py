@@ -14,7 +14,7 @@ from setr.errors import SetrError
 from setr.overrides import apply_overrides
 from setr.presets import get_preset, list_presets
 
-from conftest import tiny_sets
+from conftest import free_port, tiny_sets
 
 ROOTS = {"cityscapes": "", "ade20k": "", "pascal_context": "VOCdevkit/VOC2010", "folder": ""}
 
@@ -132,7 +132,7 @@ def test_amp_bf16_trains(data_roots, tmp_path):
 def test_ddp_two_cpu_processes_train_and_resume(data_roots, tmp_path):
     preset = get_preset("SETR_Naive_768x768_40k_cityscapes_bs_8")
     sets = tiny_sets(preset) + ["train.iters=4", "train.checkpoint_interval=2", "train.eval_interval=4"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            "-m", "setr", "train", preset.name, "--data-root", str(data_roots["cityscapes"]),
            "--work-dir", str(tmp_path), "--no-progress", "--set", *sets]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

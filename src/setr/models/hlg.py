@@ -29,7 +29,9 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from timm.layers import DropPath, trunc_normal_
+from timm.layers import DropPath
+
+from .weight_init import init_linear_and_norm
 
 LAYER_NORM_EPS = 1e-6  # every model LayerNorm
 DPB_LAYER_NORM_EPS = 1e-5  # the LayerNorms inside the dynamic position bias MLPs (PyTorch default)
@@ -470,7 +472,7 @@ class HLG(nn.Module):
         if dense:
             for s in range(3):
                 self.add_module(f"norm_out_{s}", nn.LayerNorm(self.embed_dims[s], eps=norm_eps))
-        self.apply(_init_weights)
+        self.apply(init_linear_and_norm)
 
     @property
     def stages(self) -> tuple[nn.ModuleList, ...]:
@@ -521,17 +523,6 @@ class HLG(nn.Module):
         if self.dense:
             return self.forward_dense(x)
         return self.forward_head(self.forward_features(x))
-
-
-def _init_weights(m: nn.Module) -> None:
-    """The reference init: trunc-normal(0.02) Linear weights, zero biases, LN (1, 0); convs and BN default."""
-    if isinstance(m, nn.Linear):
-        trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from timm.layers import PatchEmbed, resample_abs_pos_embed, trunc_normal_
 from timm.models.vision_transformer import Block
 
 from .heads.mla import MLANeck
+from .weight_init import init_linear_and_norm
 
 LAYER_NORM_EPS = 1e-6
 
@@ -94,14 +95,7 @@ class SetrViT(nn.Module):
         """The original's init: trunc-normal(0.02) Linear weights, zero biases, LN (1, 0), trunc-normal tokens."""
         trunc_normal_(self.pos_embed, std=0.02)
         trunc_normal_(self.cls_token, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        self.apply(init_linear_and_norm)
 
     def pos_embed_for(self, grid: tuple[int, int]) -> torch.Tensor:
         if grid == self.grid_size:
