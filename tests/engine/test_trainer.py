@@ -176,3 +176,33 @@ def test_evaluation_interval_is_independent_of_checkpoints(data_roots, tmp_path)
     log = (tmp_path / "train.log").read_text()
     assert "iter 2: aAcc" in log and "iter 4: aAcc" in log
     assert not (tmp_path / "iter_2.pth").exists() and (tmp_path / "iter_4.pth").exists()
+
+
+def test_ctrl_c_saves_a_whole_iteration_and_resumes_exactly(data_roots, tmp_path, monkeypatch):
+    import signal
+
+    import setr.engine.trainer as trainer_module
+
+    name = "SETR_PUP_768x768_40k_cityscapes_bs_8"
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (test runners may differ)
+    train(tiny(name, iters=6), data_roots["cityscapes"], tmp_path / "full", progress=False, validate=False)
+    real_step, calls = trainer_module.optimizer_step, []
+
+    def step_then_interrupt(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            signal.raise_signal(signal.SIGINT)  # lands in the middle of iteration 3
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "optimizer_step", step_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(name, iters=6), data_roots["cityscapes"], tmp_path / "cut", progress=False, validate=False)
+    assert (tmp_path / "cut" / "iter_3.pth").is_file()
+    monkeypatch.setattr(trainer_module, "optimizer_step", real_step)
+    train(tiny(name, iters=6), data_roots["cityscapes"], tmp_path / "cut", resume=True, progress=False,
+          validate=False)
+    a, b = weights(tmp_path / "full" / "iter_6.pth"), weights(tmp_path / "cut" / "iter_6.pth")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    signal.signal(signal.SIGINT, before)

@@ -45,6 +45,32 @@ class TrainResult:
     best: dict
 
 
+class StopRequest:
+    """Turns SIGINT / SIGTERM into a flag the training loop checks between iterations, so an interrupted run
+    saves a checkpoint of a whole iteration (never one cut inside an optimizer step) and resumes exactly."""
+
+    def __init__(self):
+        import signal
+        import threading
+
+        self.requested = False
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self) -> None:
+        import signal
+
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
 def param_groups(model: nn.Module, lr: float, head_lr_mult: float, weight_decay: float = 0.0,
                  no_decay_key: str | None = None) -> list[dict]:
     """Backbone parameters at ``lr``; any parameter whose name contains "head" at ``lr * head_lr_mult`` (the
@@ -252,6 +278,7 @@ def _train(preset, data_root, work_dir, info: DistInfo, resume, load_from, pretr
     t0, it = time.time(), start_iter
     log.info(f"training {preset.name} for {recipe.iters} iterations (batch {recipe.batch_size}, "
              f"{info.world_size} process(es), device {info.device}, amp {amp or 'off'}) from iteration {start_iter}")
+    stop = StopRequest()
     try:
         while it < recipe.iters:
             for g in optimizer.param_groups:
@@ -289,13 +316,15 @@ def _train(preset, data_root, work_dir, info: DistInfo, resume, load_from, pretr
                     save_model(model, cfg, work_dir / "best.safetensors", {"iteration": str(it)})
             if it % ckpt_every == 0 or it == recipe.iters:
                 last_ckpt = checkpoint(it)
-    except KeyboardInterrupt:
-        if it > start_iter and info.is_main:
-            path = save_training_checkpoint(work_dir / f"iter_{it}.pth", model, optimizer, it, preset_dict, best, scaler)
-            log.info(f"interrupted: saved {path}; continue with --resume")
-            print(f"\ninterrupted at iteration {it}: saved {path}; continue with --resume")
-        raise
+            if it < recipe.iters and all_reduce_sum(torch.tensor(float(stop.requested)), info).item() > 0:
+                # Ctrl-C / SIGTERM: the iteration in flight completed; save it and leave (every rank together)
+                path = checkpoint(it)
+                if info.is_main:
+                    log.info(f"interrupted: saved {path}; continue with --resume")
+                    print(f"\ninterrupted at iteration {it}: saved {path}; continue with --resume")
+                raise KeyboardInterrupt
     finally:
+        stop.restore()
         bar.close()
         if tb:
             tb.close()
