@@ -335,7 +335,9 @@ def cmd_classify_test(args: argparse.Namespace) -> int:
     p = get_classifier_preset(args.preset)
     state_path = Path(args.checkpoint)
     if args.ema:
-        state = torch.load(str(state_path), map_location="cpu", weights_only=False)
+        from .engine.checkpoint import read_checkpoint
+
+        state = read_checkpoint(state_path)
         if "ema" not in state:
             raise SetrError(f"{state_path}: no EMA weights in this checkpoint")
         tmp = state_path.with_name(f".{state_path.stem}_ema.pth")

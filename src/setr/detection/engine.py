@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..checkpoints import atomic_write
-from ..engine.checkpoint import rng_state, set_rng_state
+from ..engine.checkpoint import read_checkpoint, rng_state, set_rng_state
 from ..engine.common import newest_checkpoint, optimizer_step, run_logger, tensorboard_writer
 from ..engine.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from ..errors import SetrError
@@ -68,25 +68,12 @@ def check_categories(ckpt_categories: list[dict] | None, dataset: CocoDetection,
                         f"({len(theirs)}: {', '.join(n for _, n in theirs[:5])}{', ...' if len(theirs) > 5 else ''})")
 
 
-def load_checkpoint_file(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise SetrError(f"{path}: checkpoint not found")
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001
-        raise SetrError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
-    if not isinstance(state, dict):
-        raise SetrError(f"{path}: not a checkpoint (a {type(state).__name__})")
-    return state
-
-
 def load_detector(preset: str | DetectionPreset, checkpoint: str | Path, num_classes: int | None = None,
                   device: str | torch.device = "cpu") -> tuple[nn.Module, list[dict] | None]:
     """A RetinaNet-HLG from a preset and one of our checkpoints (or a bare state dict).
     Returns (model in eval mode, the checkpoint's categories or None)."""
     p = resolve_preset(preset)
-    state = load_checkpoint_file(checkpoint)
+    state = read_checkpoint(checkpoint)
     categories = state.get("meta", {}).get("categories")
     sd = state.get("state_dict", state)
     if num_classes is None:
@@ -179,7 +166,7 @@ def _train(p: DetectionPreset, root: Path, work_dir: Path, amp, resume, info: Di
         path = latest_epoch_checkpoint(work_dir) if resume in (True, "latest") else Path(resume)
         if path is None or not path.is_file():
             raise SetrError(f"{path or work_dir}: no epoch_*.pth checkpoint to resume from")
-        state = load_checkpoint_file(path)
+        state = read_checkpoint(path)
         meta = state.get("meta", {})
         if meta.get("format") != CKPT_FORMAT or "epoch" not in meta:
             raise SetrError(f"{path}: not a setr detection training checkpoint")

@@ -59,14 +59,23 @@ def save_training_checkpoint(path: Path, model: torch.nn.Module, optimizer, iter
     return path
 
 
-def load_training_checkpoint(path: Path) -> dict[str, Any]:
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A training checkpoint (any of our trainers') as a dict, on the CPU; one-line errors for bad files."""
+    path = Path(path)
     if not path.is_file():
-        raise SetrError(f"{path}: resume checkpoint not found")
+        raise SetrError(f"{path}: checkpoint not found")
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001
         raise SetrError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
-    if not isinstance(state, dict) or "iteration" not in state.get("meta", {}):
+    if not isinstance(state, dict):
+        raise SetrError(f"{path}: not a checkpoint (a {type(state).__name__})")
+    return state
+
+
+def load_training_checkpoint(path: Path) -> dict[str, Any]:
+    state = read_checkpoint(path)
+    if "iteration" not in state.get("meta", {}):
         raise SetrError(f"{path}: not a setr training checkpoint (no meta.iteration); "
                         "use --load-from to start from weights only")
     return state

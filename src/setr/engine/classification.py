@@ -22,7 +22,7 @@ from torch import nn
 
 from ..checkpoints import atomic_write
 from ..errors import SetrError
-from .checkpoint import rng_state, set_rng_state
+from .checkpoint import read_checkpoint, rng_state, set_rng_state
 from .common import newest_checkpoint, optimizer_step, run_logger, tensorboard_writer
 from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 
@@ -201,7 +201,7 @@ def _train_classifier(model_name, root, work_dir, r, model_kwargs, resume, amp, 
         path = newest_checkpoint(work_dir, "epoch") if resume is True else Path(resume)
         if path is None or not path.is_file():
             raise SetrError(f"{path or work_dir}: no epoch_*.pth checkpoint to resume from")
-        state = torch.load(str(path), map_location="cpu", weights_only=False)
+        state = read_checkpoint(path)
         if state.get("meta", {}).get("model") != model_name:
             raise SetrError(f"{path}: checkpoint is for {state.get('meta', {}).get('model')}, not {model_name}")
         model.load_state_dict(state["state_dict"])
