@@ -33,7 +33,7 @@ def main(argv: list[str]) -> int:
     failed = 0
     for path in argv:
         try:
-            checks = check_case(load_case(path), device)
+            checks = check_case(load_case(path), device, image_dir=Path(path).parent)
         except SetrError as exc:
             print(f"{path}: ERROR {exc}")
             failed += 1

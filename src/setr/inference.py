@@ -1,75 +1,42 @@
 """One-call inference: ``Segmenter.from_checkpoint(path).predict(image)`` -> label map at the image's size.
 
-The test pipeline is the original's: resize to the preset's test scale (keep ratio), normalise with ImageNet
-mean/std (RGB), whole or sliding-window inference, logits resized back to the input size, argmax. ``aug=True``
-runs the multi-scale + flip test (softmax probabilities averaged over the views).
+The test pipeline is the original's, with its OpenCV arithmetic: the image is decoded as ``cv2.imread`` does
+(``setr.io.images.read_image``), resized on uint8 with ``cv2.resize`` INTER_LINEAR to the size mmcv's keep-ratio
+rule gives for the preset's test scale, normalised with ImageNet mean/std (RGB), run whole or in sliding
+windows, and the logits are resized back to the input size (bilinear), softmaxed and arg-maxed. ``aug=True``
+runs the multi-scale + flip test: every (scale, flip, direction) view's softmax probabilities, flipped back
+along the view's own axis, averaged in the original's order.
 """
 from __future__ import annotations
 
+import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
 from .config import ModelConfig, build_model
 from .data.classes import classes_and_palette
-from .data.specs import ms_sizes, test_size
+from .data.transforms import flip as flip_image
+from .data.transforms import normalise as normalise_image
+from .data.transforms import normalise_tensor as normalise  # noqa: F401  (public: tensors on 0..255)
+from .data.transforms import resize_image, scaled_sizes
 from .errors import SetrError
+from .io.images import IMAGE_SUFFIXES, find_images, read_image  # noqa: F401  (public re-exports)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-
-
-# --------------------------------------------------------------------------- images
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """(H, W, 3) uint8 RGB."""
-    path = Path(path)
-    if not path.is_file():
-        raise SetrError(f"{path}: image not found")
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad files
-        raise SetrError(f"{path}: not a readable image ({type(exc).__name__})") from None
-
-
-def find_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
-    """Expand files and folders (recursively, sorted) into image paths; every input must yield images."""
-    found: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            imgs = sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file())
-            if not imgs:
-                raise SetrError(f"{p}: folder contains no images ({', '.join(IMAGE_SUFFIXES)})")
-            found.extend(imgs)
-        elif p.is_file():
-            found.append(p)
-        else:
-            raise SetrError(f"{p}: no such file or folder")
-    return found
+FLIP_DIRECTIONS = ("horizontal", "vertical")
+LARGE_IMAGE_FACTOR = 16  # warn when a view has more pixels than this times the preset's test scale
+logger = logging.getLogger(__name__)
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 -> (1, 3, H, W) float32 on 0..255."""
     return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)[None].float()
-
-
-def resize_image(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Bilinear resize of a 0..255 image, rounded like the original's uint8 OpenCV resize."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False).round_().clamp_(0, 255)
-
-
-def normalise(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return (x - m) / s
 
 
 def colorize(labels: np.ndarray, palette: Sequence[Sequence[int]]) -> np.ndarray:
@@ -84,87 +51,181 @@ def overlay(image: np.ndarray, labels: np.ndarray, palette: Sequence[Sequence[in
     return (image.astype(np.float32) * (1 - alpha) + colours * alpha).round().clip(0, 255).astype(np.uint8)
 
 
+@dataclass(frozen=True)
+class View:
+    """One test-time view of an image: the size it is resized to and the flip applied (None: no flip)."""
+    size: tuple[int, int]
+    flip: str | None = None
+
+
+@dataclass
+class Segmentation:
+    """What one image gives: (K, H, W) float32 class probabilities and the (H, W) label map, at its own size."""
+    probs: torch.Tensor
+    labels: np.ndarray
+
+
+def check_flip_directions(directions: Sequence[str], key: str = "model.test.flip_directions") -> tuple[str, ...]:
+    if isinstance(directions, str):
+        directions = (directions,)
+    directions = tuple(directions)
+    bad = [d for d in directions if d not in FLIP_DIRECTIONS]
+    if bad or not directions:
+        raise SetrError(f"{key}: {list(directions)} is not a list of flip directions "
+                        f"(expected one or more of {', '.join(FLIP_DIRECTIONS)})")
+    return directions
+
+
+def views_for(ori_hw: tuple[int, int], test_cfg, aug: bool) -> list[View]:
+    """The views of the original's ``MultiScaleFlipAug``, in its order: for each scale, the unflipped view once
+    per flip direction, then the flipped view in each direction (so with two directions the unflipped view
+    counts twice, as in the original's average)."""
+    t = test_cfg
+    if not aug:
+        return [View(scaled_sizes(ori_hw, t.img_scale, t.resize_mode, crop=min(t.crop_size))[0])]
+    sizes = scaled_sizes(ori_hw, t.img_scale, t.aug_resize_mode, ratios=t.aug_ratios, crop=min(t.crop_size))
+    if not t.aug_flip:
+        return [View(s) for s in sizes]
+    directions = check_flip_directions(t.flip_directions)
+    return [View(s, f) for s in sizes for f in [*(None for _ in directions), *directions]]
+
+
 # --------------------------------------------------------------------------- the segmenter
 class Segmenter:
     """A model plus its test pipeline."""
 
     def __init__(self, model: nn.Module, cfg: ModelConfig, device: str | torch.device = "cpu",
                  mode: str | None = None, aug: bool | None = None, window_batch: int | None = None,
-                 precision: str = "fp32", compile: bool = False):
-        from .precision import resolve_precision
+                 precision: str = "fp32", compile: bool = False, flip_directions: Sequence[str] | None = None):
+        from .precision import prepare_for_inference, resolve_precision
 
         self.cfg = cfg
         self.device = torch.device(device)
         self.precision = resolve_precision(precision, self.device)
-        self.model = model.to(self.device).eval()
-        if self.precision != "fp32":  # fast path: channels-last convolutions in the heads
-            self.model = self.model.to(memory_format=torch.channels_last)
+        # fast paths: channels-last head convolutions, the device's attention kernel, int8 linear layers
+        self.model = prepare_for_inference(model.to(self.device).eval(), self.precision, self.device)
         if compile:
             self.model.encode_decode = torch.compile(self.model.encode_decode, dynamic=False)
         self.mode = mode or cfg.test.mode
         if self.mode not in ("whole", "slide"):
             raise SetrError(f"--mode must be 'whole' or 'slide', got {self.mode!r}")
         self.aug = cfg.test.aug if aug is None else aug
+        if flip_directions is not None:
+            cfg.test.flip_directions = check_flip_directions(flip_directions, "flip directions")
+        check_flip_directions(cfg.test.flip_directions)
         # fp32: one window at a time, the original's order of operations; fast paths batch the windows
         self.window_batch = window_batch or (1 if self.precision == "fp32" else 8)
+        self.progress = False  # a progress bar over the windows of a very large image (the CLI turns it on)
         self.class_names, self.palette = classes_and_palette(cfg.dataset, cfg.num_classes, cfg.class_names)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | os.PathLike, preset: str | None = None, **kwargs) -> "Segmenter":
-        """From one of our checkpoints (config inside), or an original SETR checkpoint plus its preset name."""
-        from .checkpoints import load_model
-        from .presets import get_preset
+    def from_checkpoint(cls, checkpoint: str | os.PathLike, preset: str | None = None,
+                        overrides: Sequence[str] = (), trust_checkpoint: bool = False, **kwargs) -> "Segmenter":
+        """From one of our checkpoints (config inside), or an original SETR checkpoint plus its preset name.
+        ``.pth`` files are read with ``weights_only=True``; ``trust_checkpoint=True`` also unpickles other Python
+        objects, which can run code stored in the file (only for files you trust).
 
-        from .checkpoints import config_for
+        ``overrides`` are ``--set`` strings (``"model.backbone.embed_dim=64"``, ``"model.test.aug=true"``,
+        ``"model.test.flip_directions=[horizontal,vertical]"``) applied to the preset, or to the config stored in
+        one of our checkpoints."""
+        from .checkpoints import config_for, load_model, read_config
+        from .overrides import apply_model_overrides, resolved_preset
 
-        cfg = config_for(checkpoint, get_preset(preset).model) if preset else None
-        model, cfg = load_model(checkpoint, cfg)
+        if preset:
+            preset_cfg = resolved_preset(preset, overrides).model
+            cfg = config_for(checkpoint, preset_cfg)
+            if cfg is not preset_cfg:  # one of ours: its stored config, with the same overrides on top
+                cfg = apply_model_overrides(cfg, overrides)
+        else:
+            cfg = read_config(checkpoint)
+            if cfg is not None:
+                cfg = apply_model_overrides(cfg, overrides)
+        model, cfg = load_model(checkpoint, cfg, trust_checkpoint=trust_checkpoint)
         return cls(model, cfg, **kwargs)
 
     @classmethod
-    def from_preset(cls, preset: str, checkpoint: str | os.PathLike | None = None, **kwargs) -> "Segmenter":
-        """A preset's model, with weights from ``checkpoint`` (random weights without one)."""
+    def from_preset(cls, preset: str, checkpoint: str | os.PathLike | None = None, overrides: Sequence[str] = (),
+                    **kwargs) -> "Segmenter":
+        """A preset's model (``overrides`` as ``--set``), with weights from ``checkpoint`` (random without one)."""
         if checkpoint is not None:
-            return cls.from_checkpoint(checkpoint, preset, **kwargs)
-        from .presets import get_preset
+            return cls.from_checkpoint(checkpoint, preset, overrides=overrides, **kwargs)
+        from .overrides import resolved_preset
 
-        cfg = get_preset(preset).model
+        cfg = resolved_preset(preset, overrides).model
         return cls(build_model(cfg, with_aux=False), cfg, **kwargs)
 
     # ------------------------------------------------------------------
-    def _views(self, ori_hw: tuple[int, int]) -> list[tuple[tuple[int, int], bool]]:
-        t = self.cfg.test
-        if not self.aug:
-            size = test_size(ori_hw, t.img_scale, t.resize_mode) if t.img_scale else ori_hw
-            return [(size, False)]
-        scale = t.img_scale or (max(ori_hw), min(ori_hw))
-        sizes = ms_sizes(ori_hw, scale, t.aug_ratios, min(t.crop_size))
-        return [(s, f) for s in sizes for f in ((False, True) if t.aug_flip else (False,))]
+    def views(self, ori_hw: tuple[int, int]) -> list[View]:
+        """The test-time views of an (H, W) image, in the original's order."""
+        return views_for(ori_hw, self.cfg.test, self.aug)
 
     @torch.inference_mode()
-    def predict_probs(self, image: np.ndarray | str | os.PathLike | Image.Image) -> torch.Tensor:
-        """(K, H, W) class probabilities (fp32) at the image's own size."""
+    def segment(self, image: np.ndarray | str | os.PathLike | Image.Image) -> Segmentation:
+        """Class probabilities (K, H, W, fp32) and the label map (H, W) at the image's own size, in one pass."""
         from .precision import autocast
 
         image = self._as_array(image)
         ori_hw = image.shape[:2]
-        x = to_tensor(image).to(self.device)
         t = self.cfg.test
+        views = self.views(ori_hw)
+        on_windows = self._warn_if_large(image, views)
+        resized: dict[tuple[int, int], torch.Tensor] = {}
         total = None
-        views = self._views(ori_hw)
-        for size, flip in views:
-            v = normalise(resize_image(x, size), self.cfg.mean, self.cfg.std)
-            if flip:
-                v = v.flip(dims=(3,))
+        for view in views:
+            if view.size not in resized:  # resize on uint8 with OpenCV, then normalise (the original's order)
+                x = normalise_image(resize_image(image, view.size), self.cfg.mean, self.cfg.std)
+                resized[view.size] = x[None].to(self.device)
+            x = resized[view.size]
+            if view.flip:
+                x = flip_image(x, view.flip)
             with autocast(self.precision, self.device):
-                probs = self.model.inference(v, self.mode, t.crop_size, t.stride, ori_hw, flip, self.window_batch)
+                probs = self.model.inference(x, self.mode, t.crop_size, t.stride, ori_hw, view.flip, self.window_batch,
+                                             on_windows)
             total = probs if total is None else total + probs
-        return (total / len(views))[0]
+        if on_windows is not None:
+            on_windows.close()
+        probs = (total / len(views))[0]
+        labels = probs.argmax(0).cpu().numpy()
+        return Segmentation(probs, labels.astype(np.uint8 if self.cfg.num_classes <= 256 else np.int32))
+
+    def _warn_if_large(self, image: np.ndarray, views: list[View]):
+        """Warn when the network will see far more pixels than the preset's test scale (slow, memory hungry:
+        whole-mode attention grows with the square of the pixels); in slide mode return a progress bar over
+        the windows of all views (``None`` when the image is of ordinary size or progress is off)."""
+        t = self.cfg.test
+        reference = (t.img_scale[0] * t.img_scale[1]) if t.img_scale else (t.crop_size[0] * t.crop_size[1] * 4)
+        pixels = max(v.size[0] * v.size[1] for v in views)
+        if pixels <= LARGE_IMAGE_FACTOR * reference:
+            return None
+        h, w = image.shape[:2]
+        scale = f"test scale {t.img_scale[0]}x{t.img_scale[1]}" if t.img_scale else "no test resize"
+        hint = ("; consider --mode slide or a test scale (--set model.test.img_scale=[L,S])" if self.mode == "whole"
+                else "")
+        logger.warning(f"image {w}x{h} is much larger than this preset expects ({scale}, crop "
+                       f"{t.crop_size[1]}x{t.crop_size[0]}, {self.mode} mode): slow and memory hungry{hint}")
+        if self.mode != "slide" or not self.progress:
+            return None
+        from tqdm import tqdm
+
+        bar = tqdm(total=0, desc="windows", unit="win", leave=False)
+        views_done = [0]
+
+        def on_windows(n_done: int, n_total: int) -> None:  # views of other scales: the total is an estimate
+            bar.total = n_total * len(views)
+            bar.n = views_done[0] * n_total + n_done
+            views_done[0] += n_done == n_total
+            bar.refresh()
+
+        on_windows.close = bar.close  # type: ignore[attr-defined]
+        return on_windows
+
+    def predict_probs(self, image: np.ndarray | str | os.PathLike | Image.Image) -> torch.Tensor:
+        """(K, H, W) class probabilities (fp32) at the image's own size."""
+        return self.segment(image).probs
 
     def predict(self, image: np.ndarray | str | os.PathLike | Image.Image) -> np.ndarray:
         """(H, W) uint8/int label map (class ids) at the image's own size."""
-        labels = self.predict_probs(image).argmax(0).cpu().numpy()
-        return labels.astype(np.uint8 if self.cfg.num_classes <= 256 else np.int32)
+        return self.segment(image).labels
 
     def overlay(self, image: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
         return overlay(self._as_array(image), labels, self.palette, alpha)
@@ -182,26 +243,28 @@ class Segmenter:
 
     def predict_files(self, inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
                       progress: bool = True) -> list[Path]:
-        """For each image: ``out_dir/<stem>.png`` (class ids) and ``out_dir/<stem>_overlay.jpg``."""
-        from tqdm import tqdm
+        """For each image: ``out_dir/<stem>.png`` (class ids) and ``out_dir/<stem>_overlay.jpg``; an image whose
+        stem is taken already gets its folder's name as a prefix. One process, images read in order (the
+        ``setr predict`` command shards and batches the same way with :mod:`setr.batch_predict`)."""
+        from .batch_predict import predict_files
 
-        paths = find_images(inputs)
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        written = []
-        stems: set[str] = set()
-        for path in tqdm(paths, desc="predict", unit="img", disable=not progress):
-            image = read_image(path)
-            labels = self.predict(image)
-            stem, k = path.stem, 1
-            if stem in stems:  # the same name in two input folders: keep both, prefixed by the folder
-                stem = f"{path.parent.name}_{path.stem}"
-            while stem in stems:
-                k += 1
-                stem = f"{path.parent.name}_{path.stem}_{k}"
-            stems.add(stem)
-            mask_path = out / f"{stem}.png"
-            Image.fromarray(labels).save(mask_path)
-            Image.fromarray(self.overlay(image, labels)).save(out / f"{stem}_overlay.jpg", quality=92)
-            written.append(mask_path)
-        return written
+        return predict_files(self, inputs, out_dir, workers=0, progress=progress, distributed=False)["written"]
+
+    # ------------------------------------------------------------------ pretrained folders (setr.pretrained)
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> Path:
+        """``config.json`` + ``model.safetensors`` + ``README.md`` (``preset=``, ``push_to_hub=True, repo_id=``)."""
+        from .pretrained import save_pretrained
+
+        if self.precision == "int8":
+            raise SetrError("save_pretrained: this Segmenter runs int8 layers built from the weights at load time; "
+                            "save from one created with precision='fp32' or 'auto'")
+
+        return save_pretrained(self, save_directory, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs) -> "Segmenter":
+        """From a pretrained folder or a Hugging Face Hub repo id (revision, cache_dir, local_files_only, token
+        go to the download; device, mode, precision, ... to the Segmenter)."""
+        from .pretrained import segmenter_from_pretrained
+
+        return segmenter_from_pretrained(cls, name_or_path, **kwargs)

@@ -35,6 +35,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     except TypeError as exc:
         raise SetrError(f"--set {key}: {exc}") from None
     if origin is tuple or (args and any(get_origin(a) is tuple for a in args)):
+        if isinstance(value, str) and str in _item_types(annotation):  # [horizontal,vertical] or a,b without quotes
+            value = [v.strip().strip("'\"") for v in value.strip().strip("[]()").split(",") if v.strip()]
         if isinstance(value, (list, tuple)):
             return tuple(value)
         if isinstance(value, (int, float)):
@@ -46,6 +48,38 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     return value
 
 
+def _item_types(annotation: Any) -> set:
+    """Element types of a tuple annotation (``tuple[str, ...]`` -> {str}), also inside ``X | None``."""
+    out = set()
+    for a in [annotation, *get_args(annotation)]:
+        if get_origin(a) is tuple:
+            out.update(t for t in get_args(a) if t is not Ellipsis)
+    return out
+
+
+def resolved_preset(name: str, assignments: Sequence[str] = ()):
+    """The named preset (a fresh copy) with ``--set`` assignments applied: the one way every command and API
+    turns a preset name plus overrides into a configuration."""
+    from .presets import get_preset
+
+    return apply_overrides(get_preset(name), list(assignments or ()))
+
+
+@dataclasses.dataclass
+class _ModelOnly:
+    model: Any
+
+
+def apply_model_overrides(cfg: Any, assignments: Sequence[str] = ()) -> Any:
+    """Apply the ``model.*`` assignments of a ``--set`` list to a model config (the config stored with a
+    checkpoint); other keys need the preset and are refused."""
+    assignments = list(assignments or ())
+    others = [a for a in assignments if not a.strip().startswith(("model.", "test."))]
+    if others:
+        raise SetrError(f"--set {others[0]}: only model.* keys apply to a checkpoint's stored config")
+    return apply_overrides(_ModelOnly(cfg), assignments).model
+
+
 def apply_overrides(obj: Any, assignments: Sequence[str]) -> Any:
     """Apply ``key=value`` assignments in place (and return ``obj``)."""
     for item in assignments:
@@ -53,6 +87,8 @@ def apply_overrides(obj: Any, assignments: Sequence[str]) -> Any:
             raise SetrError(f"--set {item!r}: expected key=value")
         key, raw = item.split("=", 1)
         parts = key.strip().split(".")
+        if parts[0] == "test" and not hasattr(obj, "test") and hasattr(getattr(obj, "model", None), "test"):
+            parts = ["model", *parts]  # ``test.*`` is short for ``model.test.*`` (the test pipeline's settings)
         target = obj
         for i, part in enumerate(parts):
             last = i == len(parts) - 1

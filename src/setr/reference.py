@@ -107,6 +107,9 @@ def _to(x, device):
 
 @torch.no_grad()
 def check_setr_case(case: Mapping[str, Any], device: str = "cpu") -> list[OutputCheck]:
+    from .parity.setr_fields import flip_of, validate_setr_case
+
+    validate_setr_case(case)
     cfg = setr_config_from_reference(case["config"])
     model = build_model(cfg).eval()
     load_original_checkpoint(model, case["state_dict"], source=case["config"].get("name", "<case>"))
@@ -148,7 +151,7 @@ def check_setr_case(case: Mapping[str, Any], device: str = "cpu") -> list[Output
             checks.append(OutputCheck("slide_windows", 0.0 if got == want else float("inf"), 0.0))
     preds = {"whole_pred": lambda: whole, "slide_pred": lambda: slide}
     if "aug_imgs" in inp:
-        flips = [bool(s["flip"]) for s in inp["aug_spec"]]
+        flips = [flip_of(s) for s in inp["aug_spec"]]  # each view is flipped back along its own axis
         fused = model.aug_inference([x.float() for x in inp["aug_imgs"]], flips, tuple(inp["aug_ori_hw"]),
                                     mode=cfg.test.mode, crop=crop, stride=stride)
         add("aug_fused_probs", lambda: fused)
@@ -160,9 +163,17 @@ def check_setr_case(case: Mapping[str, Any], device: str = "cpu") -> list[Output
     return checks
 
 
-def check_case(case: Mapping[str, Any], device: str = "cpu") -> list[OutputCheck]:
+def check_case(case: Mapping[str, Any], device: str = "cpu", image_dir=None) -> list[OutputCheck]:
     """Dispatch on the case's config: HLG cases name ``model`` (HLG / HLGUPHead), SETR cases a ``head_type``."""
     cfg = case.get("config", {})
+    from .parity.pipeline import check_pipeline_case, is_pipeline_case
+
+    if is_pipeline_case(case):
+        return check_pipeline_case(case, device, image_dir=image_dir)
+    from .parity.train import check_train_case, is_train_case
+
+    if is_train_case(case):
+        return check_train_case(case, device)
     if cfg.get("model") in ("HLG", "HLGUPHead"):
         from .reference_hlg import check_hlg_case
 

@@ -62,6 +62,9 @@ def build_from_reference(c: Mapping[str, Any]) -> nn.Module:
 
 @torch.no_grad()
 def check_hlg_case(case: Mapping[str, Any], device: str = "cpu") -> list[OutputCheck]:
+    from .parity.hlg_fields import validate_hlg_case
+
+    validate_hlg_case(case)
     model = build_from_reference(case["config"]).eval()
     try:
         model.load_state_dict(case["state_dict"], strict=True)

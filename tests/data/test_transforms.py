@@ -2,26 +2,68 @@ import numpy as np
 import pytest
 import torch
 
-from setr.data.transforms import (IGNORE_INDEX, TrainPipeline, _hsv_to_rgb, _rgb_to_hsv, photometric_distortion,
-                                  random_crop_box, rescale_size)
+import cv2
+
+from setr.data.transforms import (IGNORE_INDEX, TrainPipeline, photometric_distortion, random_crop_box,
+                                  rescale_size, resize_image, resize_labels, short_side_size, scaled_sizes)
 
 
 def test_rescale_size_keeps_ratio_with_mmcv_rounding():
     assert rescale_size((1024, 2048), (2049, 1025)) == (1025, 2049)
     assert rescale_size((480, 640), (2048, 512)) == (512, 683)
     assert rescale_size((100, 1000), (2048, 512)) == (205, 2048)  # long side capped
+    assert rescale_size((500, 741), (2049, 1025)) == (1025, 1519)
 
 
-def test_hsv_round_trip_and_opencv_ranges():
-    rng = np.random.default_rng(0)
-    img = rng.integers(0, 256, (16, 16, 3)).astype(np.float32)
-    hsv = _rgb_to_hsv(img)
-    assert hsv[..., 0].min() >= 0 and hsv[..., 0].max() < 180
-    assert hsv[..., 1].max() <= 255 and hsv[..., 2].max() <= 255
-    assert np.abs(_hsv_to_rgb(hsv) - img).max() < 1e-3
-    red = _rgb_to_hsv(np.array([[[255.0, 0, 0]]]))
-    green = _rgb_to_hsv(np.array([[[0, 255.0, 0]]]))
-    assert red[0, 0].tolist() == [0, 255, 255] and green[0, 0, 0] == 60  # OpenCV: H = degrees / 2
+def test_setr_short_side_rule_and_multi_scale_sizes():
+    assert short_side_size((500, 741), (520, 520), 480) == (520, 771)
+    assert short_side_size((611, 437), (520, 520), 480) == (727, 520)
+    assert short_side_size((611, 437), (1024, 256), 512) == (716, 512)  # raised to the crop
+    # ADE20K Naive _MS: ratios 0.5 / 0.75 / 1.0 of (2048, 512) all give short side 512
+    assert scaled_sizes((611, 437), (2048, 512), "short_side", ratios=(0.5, 0.75, 1.0), crop=512) == [(716, 512)] * 3
+    assert scaled_sizes((512, 512), (2048, 512), "keep_ratio") == [(512, 512)]
+    assert scaled_sizes((30, 40), None) == [(30, 40)]
+
+
+def test_resizes_are_opencv_on_uint8():
+    img = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    out = resize_image(img, (50, 71))
+    assert out.dtype == np.uint8 and out.shape == (50, 71, 3)
+    assert np.array_equal(out, cv2.resize(img, (71, 50), interpolation=cv2.INTER_LINEAR))
+    mask = np.random.default_rng(1).integers(0, 5, (37, 53), dtype=np.uint8)
+    assert np.array_equal(resize_labels(mask, (50, 71)), cv2.resize(mask, (71, 50), interpolation=cv2.INTER_NEAREST))
+    assert set(np.unique(resize_labels(mask, (50, 71)))) <= set(range(5))  # nearest: no new label values
+
+
+class ScriptedRng:
+    """Returns scripted draws, so the order and meaning of each draw can be checked."""
+
+    def __init__(self, ints, floats):
+        self.ints, self.floats = list(ints), list(floats)
+
+    def integers(self, *args):
+        return self.ints.pop(0)
+
+    def uniform(self, *args):
+        return self.floats.pop(0)
+
+
+def test_photometric_distortion_is_mmseg_order_with_opencv_hsv():
+    img = np.random.default_rng(0).integers(0, 256, (9, 11, 3), dtype=np.uint8)
+    # brightness on (+10.7), contrast last (mode 0), saturation on (x0.8), hue on (+5), contrast on (x1.3)
+    out = photometric_distortion(img, ScriptedRng([1, 0, 1, 1, 5, 1], [10.7, 0.8, 1.3]))
+    x = np.clip(img.astype(np.float32) + 10.7, 0, 255).astype(np.uint8)
+    hsv = cv2.cvtColor(x, cv2.COLOR_RGB2HSV)
+    hsv[:, :, 1] = np.clip(hsv[:, :, 1].astype(np.float32) * 0.8, 0, 255).astype(np.uint8)
+    x = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    hsv = cv2.cvtColor(x, cv2.COLOR_RGB2HSV)
+    hsv[:, :, 0] = (hsv[:, :, 0].astype(int) + 5) % 180
+    x = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    x = np.clip(x.astype(np.float32) * 1.3, 0, 255).astype(np.uint8)
+    assert out.dtype == np.uint8 and np.array_equal(out, x)
+    # contrast first (mode 1), everything else off: one multiplication, truncated
+    out = photometric_distortion(img, ScriptedRng([0, 1, 1, 0, 0], [0.6]))
+    assert np.array_equal(out, (img.astype(np.float32) * np.float32(0.6)).astype(np.uint8))
 
 
 def test_photometric_is_deterministic_per_seed_and_stays_uint8():

@@ -21,9 +21,9 @@ import torch
 from PIL import Image
 
 from ..errors import SetrError
+from ..io.images import IMAGE_SUFFIXES, read_image
 from .classes import classes_and_palette
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 SPLITS = {"cityscapes": {"train": "train", "val": "val", "test": "test"},
           "ade20k": {"train": "training", "val": "validation"},
           "pascal_context": {"train": "train", "val": "val"},
@@ -143,12 +143,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
         return len(self.samples)
 
     def load_image(self, i: int) -> np.ndarray:
-        path = self.samples[i].image
-        try:
-            with Image.open(path) as im:
-                return np.asarray(im.convert("RGB"))
-        except Exception as exc:  # noqa: BLE001
-            raise SetrError(f"{path}: not a readable image ({type(exc).__name__})") from None
+        """(H, W, 3) uint8 RGB, decoded as the original did (OpenCV)."""
+        return read_image(self.samples[i].image)
 
     def load_mask(self, i: int) -> np.ndarray:
         """(H, W) uint8 class ids with 255 = ignore (ADE20K: 0 -> 255, v -> v - 1)."""

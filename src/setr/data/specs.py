@@ -29,28 +29,3 @@ PASCAL_CONTEXT = DatasetSpec("pascal_context", 60, (480, 480), (320, 320), (520,
                              layout="VOC2010/{JPEGImages,SegmentationClassContext,ImageSets/SegmentationContext}")
 
 DATASETS = {d.name: d for d in (CITYSCAPES, ADE20K, PASCAL_CONTEXT)}
-
-
-def test_size(hw: tuple[int, int], spec_scale: tuple[int, int], mode: str = "keep_ratio") -> tuple[int, int]:
-    """Size (h, w) the single-scale test pipeline resizes an (h, w) image to (mmcv ``imrescale`` rounding)."""
-    h, w = hw
-    if mode == "short_side":
-        factor = spec_scale[1] / min(h, w)
-    else:
-        long_max, short_max = max(spec_scale), min(spec_scale)
-        factor = min(long_max / max(h, w), short_max / min(h, w))
-    return int(h * factor + 0.5), int(w * factor + 0.5)
-
-
-def ms_sizes(hw: tuple[int, int], spec_scale: tuple[int, int], ratios, crop: int) -> list[tuple[int, int]]:
-    """Sizes of the multi-scale test views (HEAD semantics of ``setr_multi_scale``): for each ratio r the short
-    side becomes min(int(S0*r), int(S1*r)), raised to the crop size when smaller; the long side follows the
-    aspect ratio (no cap)."""
-    h, w = hw
-    sizes = []
-    for r in ratios:
-        short = min(int(spec_scale[0] * r), int(spec_scale[1] * r))
-        short = max(short, crop)
-        factor = short / min(h, w)
-        sizes.append((int(h * factor + 0.5), int(w * factor + 0.5)))
-    return sizes

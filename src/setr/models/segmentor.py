@@ -10,7 +10,7 @@
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -80,7 +80,8 @@ class EncoderDecoder(nn.Module):
         return resize(logits, ori_hw, self.align_corners) if ori_hw is not None else logits
 
     def slide_inference(self, img: torch.Tensor, crop: Sequence[int], stride: Sequence[int],
-                        ori_hw: Sequence[int] | None = None, window_batch: int = 1) -> torch.Tensor:
+                        ori_hw: Sequence[int] | None = None, window_batch: int = 1,
+                        on_windows: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """Average of window logits over the image, then resized to ``ori_hw``. ``window_batch`` windows go
         through the network together (1 reproduces the original's order of operations exactly)."""
         b, _, h, w = img.shape
@@ -100,29 +101,39 @@ class EncoderDecoder(nn.Module):
             for (y1, y2, x1, x2), logit in zip(group, logits):
                 preds[:, :, y1:y2, x1:x2] += logit.float()
                 count[:, :, y1:y2, x1:x2] += 1
+            if on_windows is not None:  # progress within a large image: (windows done, windows in all)
+                on_windows(start + len(group), len(windows))
         logits = (preds / count)[:, :, :h, :w]
         return resize(logits, ori_hw, self.align_corners) if ori_hw is not None else logits
 
     def inference_logits(self, img: torch.Tensor, mode: str = "whole", crop: Sequence[int] | None = None,
                          stride: Sequence[int] | None = None, ori_hw: Sequence[int] | None = None,
-                         window_batch: int = 1) -> torch.Tensor:
+                         window_batch: int = 1, on_windows: Callable[[int, int], None] | None = None) -> torch.Tensor:
         if mode == "whole":
             return self.whole_inference(img, ori_hw)
         if mode == "slide":
             if crop is None or stride is None:
                 raise ValueError("slide inference needs crop and stride")
-            return self.slide_inference(img, crop, stride, ori_hw, window_batch)
+            return self.slide_inference(img, crop, stride, ori_hw, window_batch, on_windows)
         raise ValueError(f"unknown inference mode {mode!r}: expected 'whole' or 'slide'")
 
     def inference(self, img: torch.Tensor, mode: str = "whole", crop: Sequence[int] | None = None,
-                  stride: Sequence[int] | None = None, ori_hw: Sequence[int] | None = None, flip: bool = False,
-                  window_batch: int = 1) -> torch.Tensor:
-        """Softmax probabilities at ``ori_hw``; with ``flip`` the (horizontally flipped) input's map is flipped back."""
-        logits = self.inference_logits(img, mode, crop, stride, ori_hw, window_batch)
+                  stride: Sequence[int] | None = None, ori_hw: Sequence[int] | None = None,
+                  flip: bool | str | None = None, window_batch: int = 1,
+                  on_windows: Callable[[int, int], None] | None = None) -> torch.Tensor:
+        """Softmax probabilities at ``ori_hw``. ``flip`` names the direction the input was flipped in
+        ("horizontal" or ``True``, "vertical"); the map is flipped back along that same axis."""
+        logits = self.inference_logits(img, mode, crop, stride, ori_hw, window_batch, on_windows)
         probs = F.softmax(logits.float(), dim=1)  # fp32 probabilities whatever the compute precision
-        return probs.flip(dims=(3,)) if flip else probs
+        if flip is True or flip == "horizontal":
+            return probs.flip(dims=(3,))
+        if flip == "vertical":
+            return probs.flip(dims=(2,))
+        if flip:
+            raise ValueError(f"flip direction {flip!r}: expected 'horizontal' or 'vertical'")
+        return probs
 
-    def aug_inference(self, imgs: Sequence[torch.Tensor], flips: Sequence[bool], ori_hw: Sequence[int],
+    def aug_inference(self, imgs: Sequence[torch.Tensor], flips: Sequence[bool | str | None], ori_hw: Sequence[int],
                       mode: str = "whole", crop: Sequence[int] | None = None,
                       stride: Sequence[int] | None = None, window_batch: int = 1) -> torch.Tensor:
         """Mean of the softmax probabilities of every augmented view (already resized / flipped)."""
@@ -131,3 +142,24 @@ class EncoderDecoder(nn.Module):
             probs = self.inference(img, mode, crop, stride, ori_hw, flip, window_batch)
             total = probs if total is None else total + probs
         return total / len(imgs)
+
+    # ------------------------------------------------------------------ pretrained folders (setr.pretrained)
+    def save_pretrained(self, save_directory: str, config=None, **kwargs):
+        """Write ``config.json``, ``model.safetensors`` and a ``README.md`` model card; ``config`` is the
+        ``ModelConfig`` (or ``Preset``) the model was built from (see :func:`setr.pretrained.save_pretrained`)."""
+        from ..pretrained import save_pretrained
+
+        return save_pretrained(self, save_directory, config=config, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, **kwargs) -> "EncoderDecoder":
+        """A segmentor from a pretrained folder or a Hugging Face Hub repo id (see :func:`setr.pretrained`)."""
+        from ..pretrained import from_pretrained
+
+        return from_pretrained(name_or_path, kind="segmentation", **kwargs)
+
+    def push_to_hub(self, repo_id: str, config=None, **kwargs) -> str:
+        """Save to a temporary folder and upload it to ``repo_id`` on the Hugging Face Hub."""
+        from ..pretrained import push_to_hub
+
+        return push_to_hub(self, repo_id, config=config, **kwargs)

@@ -1,0 +1,1 @@
+"""Golden cases computed by the original code, checked through the same entry points users call."""
