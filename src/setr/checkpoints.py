@@ -10,14 +10,23 @@
   or a timm model name (downloaded by timm where the network allows). The position embedding is resampled
   exactly as the original (cls row kept, DeiT distillation row dropped, bilinear, align_corners=False);
   ``head.*``, ``head_dist.*``, ``dist_token`` and the final ``norm.*`` are dropped, as the original does.
+
+Every ``.pth``/``.pt``/``.bin`` file is read by :func:`safe_torch_load`, with ``torch.load(weights_only=True)``:
+tensors and plain Python values only, so a file cannot run code when it is opened. A file whose pickle needs
+anything else is refused in one line; ``trust_checkpoint=True`` (``--trust-checkpoint`` on the command line)
+loads it with ``weights_only=False``, which runs whatever code the file holds: only for files you trust.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import os
+import re
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -30,9 +39,70 @@ IGNORED_ORIGINAL_KEYS = (".conv_seg.",)
 IGNORED_PRETRAINED_PREFIXES = ("head.", "head_dist.", "dist_token", "norm.", "fc_norm.", "pre_logits.")
 
 
-# --------------------------------------------------------------------------- reading files
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Tensors from a .safetensors / .pth / .pt / .bin file (mmcv ``state_dict`` and DeiT ``model`` unwrapped)."""
+# --------------------------------------------------------------------------- reading files safely
+_TRUSTED: contextvars.ContextVar[bool] = contextvars.ContextVar("setr_trust_checkpoint", default=False)
+_GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)")
+TRUST_HINT = ("if you trust this file, re-run with --trust-checkpoint (unsafe: it runs code stored in the file; "
+              "Python: trust_checkpoint=True), or re-save its tensors with torch.save(state_dict) or as safetensors")
+
+
+@contextlib.contextmanager
+def trusted_checkpoints(enabled: bool = True) -> Iterator[None]:
+    """Within this block every :func:`safe_torch_load` (e.g. inside a trainer's ``--resume``/``--load-from``)
+    behaves as if ``trust=True`` was passed when ``enabled``: what ``--trust-checkpoint`` sets for a command."""
+    token = _TRUSTED.set(bool(enabled) or _TRUSTED.get())
+    try:
+        yield
+    finally:
+        _TRUSTED.reset(token)
+
+
+def safe_torch_load(path: str | os.PathLike, trust: bool = False, what: str = "checkpoint") -> Any:
+    """``torch.load(path, map_location='cpu', weights_only=True)``: tensors and plain Python values only.
+
+    A file that needs any other Python object to unpickle is refused with a one-line :class:`SetrError` that
+    names the file, the objects and how to proceed; nothing in it runs. ``trust=True`` (or an enclosing
+    :func:`trusted_checkpoints`) loads it with ``weights_only=False``: only for files from a trusted source.
+    The one place the package calls ``torch.load`` on a file it is given."""
+    path = Path(path)
+    if not path.is_file():
+        raise SetrError(f"{path}: {what} file not found")
+    if trust or _TRUSTED.get():
+        print(f"warning: {path}: loading with weights_only=False (--trust-checkpoint): code stored in the file "
+              "can run", file=sys.stderr)
+        try:
+            return torch.load(str(path), map_location="cpu", weights_only=False)
+        except Exception as exc:  # noqa: BLE001 - any failure is a bad file
+            raise SetrError(f"{path}: not a readable PyTorch {what} ({type(exc).__name__}: "
+                            f"{_first_line(exc)})") from None
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        names = _unsafe_globals(path, exc)
+        if names:
+            raise SetrError(f"{path}: refused to load: the file contains Python objects other than tensors and "
+                            f"plain values ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''}), and "
+                            f"unpickling them could run code; {TRUST_HINT}") from None
+        raise SetrError(f"{path}: not a PyTorch checkpoint (.pth/.pt) or safetensors file "
+                        f"({type(exc).__name__})") from None
+
+
+def _unsafe_globals(path: Path, exc: Exception) -> list[str]:
+    """The Python objects (module.name) a file's pickle asked for that weights_only refuses; [] if none."""
+    names = list(dict.fromkeys(_GLOBAL_RE.findall(str(exc))))
+    if names or "Unsupported global" in str(exc) or "is blocked" in str(exc):
+        return names or ["unknown objects"]
+    return []
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0][:200] if lines else ""
+
+
+def read_state_dict(path: str | os.PathLike, trust_checkpoint: bool = False) -> dict[str, torch.Tensor]:
+    """Tensors from a .safetensors / .pth / .pt / .bin file (mmcv ``state_dict`` and DeiT ``model`` unwrapped).
+    ``.pth`` files are read with ``weights_only=True`` (see :func:`safe_torch_load`)."""
     path = Path(path)
     if not path.is_file():
         raise SetrError(f"{path}: checkpoint file not found")
@@ -43,10 +113,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         except Exception as exc:  # noqa: BLE001 - any parse failure is a bad file
             raise SetrError(f"{path}: not a readable safetensors file ({exc})") from None
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001
-        raise SetrError(f"{path}: not a PyTorch checkpoint (.pth/.pt) or safetensors file ({type(exc).__name__})") from None
+    obj = safe_torch_load(path, trust=trust_checkpoint)
     return unwrap_state_dict(obj, path)
 
 
@@ -100,12 +167,13 @@ def _few(items: list[str], n: int = 4) -> str:
 
 
 def load_original_checkpoint(model: nn.Module, path_or_state: str | os.PathLike | Mapping[str, torch.Tensor],
-                             source: str | None = None) -> nn.Module:
-    """Load an original SETR checkpoint (or its ``state_dict``) into ``model``, strictly."""
+                             source: str | None = None, trust_checkpoint: bool = False) -> nn.Module:
+    """Load an original SETR checkpoint (or its ``state_dict``) into ``model``, strictly.
+    ``trust_checkpoint``: see :func:`safe_torch_load` (unsafe)."""
     if isinstance(path_or_state, Mapping):
         sd, source = unwrap_state_dict(path_or_state, source or "<state_dict>"), source or "<state_dict>"
     else:
-        sd, source = read_state_dict(path_or_state), str(path_or_state)
+        sd, source = read_state_dict(path_or_state, trust_checkpoint), str(path_or_state)
     sd = convert_original_state_dict(sd, model)
     own = model.state_dict()
     if not any(k.startswith("auxiliary_head.") for k in own):  # inference-only model: aux weights not needed
@@ -132,15 +200,36 @@ def save_model(model: nn.Module, cfg: ModelConfig, path: str | os.PathLike, extr
 
 
 def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path``: readers never see a half-written file."""
+    """Call ``write(tmp_path)`` then rename over ``path``: readers never see a half-written file. The file gets
+    the umask's mode, as logs do (``mkstemp`` alone would make it 0600); a failed write (a full disk) is one
+    line naming ``path`` and the free space, and leaves no temporary file."""
+    from .outputs import default_file_mode
+
     fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        write(tmp)
+        try:
+            write(tmp)
+            with open(tmp, "rb+") as f:  # a full disk can surface only here: never rename a truncated file in
+                os.fsync(f.fileno())
+        except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError
+            raise _write_failed(path, exc) from None
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _write_failed(path: Path, exc: Exception) -> SetrError:
+    import shutil
+
+    reason = getattr(exc, "strerror", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    try:
+        free = f"; {shutil.disk_usage(path.parent).free / 2 ** 20:.0f} MB free on its disk"
+    except OSError:
+        free = ""
+    return SetrError(f"{path}: could not be written ({reason}{free}); nothing was replaced")
 
 
 def read_config(path: str | os.PathLike) -> ModelConfig | None:
@@ -177,8 +266,10 @@ def config_for(path: str | os.PathLike, preset_cfg: ModelConfig) -> ModelConfig:
     return stored
 
 
-def load_model(path: str | os.PathLike, cfg: ModelConfig | None = None, with_aux: bool = False) -> tuple[nn.Module, ModelConfig]:
-    """Build and load a model from a checkpoint: ours (config inside) or an original one (``cfg`` required)."""
+def load_model(path: str | os.PathLike, cfg: ModelConfig | None = None, with_aux: bool = False,
+               trust_checkpoint: bool = False) -> tuple[nn.Module, ModelConfig]:
+    """Build and load a model from a checkpoint: ours (config inside) or an original one (``cfg`` required).
+    ``.pth`` files are read with ``weights_only=True`` unless ``trust_checkpoint`` (unsafe)."""
     stored = read_config(path)
     if cfg is None:
         cfg = stored
@@ -186,8 +277,9 @@ def load_model(path: str | os.PathLike, cfg: ModelConfig | None = None, with_aux
         raise SetrError(f"{path}: no model config stored with this checkpoint; name the preset it belongs to")
     if stored is not None and cfg is not stored:
         _check_same_model(stored, cfg, path)
+    sd = read_state_dict(path, trust_checkpoint)  # before building: a bad file fails fast, allocating nothing
     model = build_model(cfg, with_aux=with_aux)
-    load_original_checkpoint(model, path)
+    load_original_checkpoint(model, sd, source=str(path))
     return model, cfg
 
 
@@ -212,7 +304,8 @@ def _check_same_model(stored: ModelConfig, cfg: ModelConfig, path) -> None:
 
 
 # --------------------------------------------------------------------------- ImageNet-pretrained backbones
-def read_pretrained(source: str | os.PathLike, embed_dim: int | None = None) -> dict[str, torch.Tensor]:
+def read_pretrained(source: str | os.PathLike, embed_dim: int | None = None,
+                    trust_checkpoint: bool = False) -> dict[str, torch.Tensor]:
     """timm-layout ViT/DeiT tensors from a local file or a timm model name."""
     path = Path(source)
     if path.suffix == ".npz":
@@ -220,7 +313,7 @@ def read_pretrained(source: str | os.PathLike, embed_dim: int | None = None) -> 
             raise SetrError(f"{path}: pretrained weights file not found")
         return _read_npz_with_timm(path)
     if path.suffix in (".pth", ".pt", ".bin", ".safetensors") or path.exists():
-        return read_state_dict(path)
+        return read_state_dict(path, trust_checkpoint)
     return _read_timm_hub(str(source))
 
 
@@ -278,10 +371,16 @@ def convert_pretrained_vit(state_dict: Mapping[str, torch.Tensor], backbone: nn.
     return out
 
 
-def load_pretrained_backbone(backbone: nn.Module, source: str | os.PathLike) -> dict[str, list[str]]:
+def load_pretrained_backbone(backbone: nn.Module, source: str | os.PathLike,
+                             trust_checkpoint: bool = False) -> dict[str, list[str]]:
     """Initialise the ViT part of a backbone from ImageNet weights. Every ViT key must be present with its
-    shape; the MLA norms and neck (never in ImageNet files) stay at their init. Returns what was left out."""
-    sd = convert_pretrained_vit(read_pretrained(source), backbone)
+    shape; the MLA norms and neck (never in ImageNet files) stay at their init. Returns what was left out.
+    ``.pth`` files are read with ``weights_only=True`` unless ``trust_checkpoint`` (unsafe)."""
+    raw = read_pretrained(source, trust_checkpoint=trust_checkpoint)
+    if any(k.startswith(("backbone.", "decode_head.", "auxiliary_head.")) for k in raw):
+        raise SetrError(f"{source}: a SETR segmentation checkpoint (backbone.* / decode_head.* keys), not ImageNet "
+                        "backbone weights: start from it with --load-from instead of --pretrained")
+    sd = convert_pretrained_vit(raw, backbone)
     own = backbone.state_dict()
     vit_keys = [k for k in own if not k.startswith(("mla.", "norm_"))]
     missing = [k for k in vit_keys if k not in sd]

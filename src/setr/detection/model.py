@@ -28,6 +28,7 @@ from torchvision.models.detection.retinanet import RetinaNetHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelP6P7
 
+from ..errors import SetrError
 from ..models.hlg import HLG, HLG_VARIANTS, load_hlg_state_dict
 from .presets import DetModelConfig
 
@@ -109,13 +110,14 @@ def hlg_kwargs(cfg: DetModelConfig) -> dict[str, Any]:
 
 def build_retinanet_hlg(variant_or_kwargs: str | Mapping[str, Any] | DetModelConfig, num_classes: int,
                         cfg: DetModelConfig | None = None, pretrained: str | None = None,
-                        **overrides: Any) -> RetinaNet:
+                        trust_checkpoint: bool = False, **overrides: Any) -> RetinaNet:
     """A torchvision ``RetinaNet`` with an HLG-FPN backbone.
 
     ``variant_or_kwargs``: an HLG variant name ("small"), a dict of HLG arguments (embed_dims, num_heads, depths,
     drop_path_rate, ...), or a :class:`DetModelConfig` (then ``cfg`` is ignored). ``cfg`` holds the detection
     settings (defaults: the spec's); ``overrides`` set DetModelConfig fields. ``num_classes`` excludes background
-    (sigmoid classifier; labels are 0 .. num_classes - 1). ``pretrained``: an ImageNet HLG checkpoint path.
+    (sigmoid classifier; labels are 0 .. num_classes - 1). ``pretrained``: an ImageNet HLG checkpoint path
+    (.pth read with ``weights_only=True`` unless ``trust_checkpoint``, which is unsafe; or .safetensors).
     """
     hlg_extra: dict[str, Any] = {}
     if isinstance(variant_or_kwargs, DetModelConfig):
@@ -141,12 +143,13 @@ def build_retinanet_hlg(variant_or_kwargs: str | Mapping[str, Any] | DetModelCon
                  "drop_path_rate": cfg.drop_path_rate})
     weights = pretrained or cfg.pretrained
     if weights:
-        state = torch.load(str(weights), map_location="cpu", weights_only=False)
-        for key in ("model", "state_dict"):
-            if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-                state = state[key]
-                break
-        load_hlg_state_dict(hlg, state)
+        from ..checkpoints import read_state_dict
+
+        state = read_state_dict(weights, trust_checkpoint)  # unwraps {'model': ...} / {'state_dict': ...}
+        try:
+            load_hlg_state_dict(hlg, state)
+        except RuntimeError as exc:
+            raise SetrError(f"{weights}: {exc}") from None
     backbone = HLGFPNBackbone(hlg, cfg.fpn_channels)
     anchors = AnchorGenerator(anchor_sizes(cfg), (tuple(cfg.anchor_ratios),) * len(FPN_STRIDES))
     head = RetinaNetHead(cfg.fpn_channels, anchors.num_anchors_per_location()[0], num_classes)
