@@ -2,14 +2,15 @@
 
 Training is epoch-based like mmdet's 1x schedule: lr = base x gamma^(milestones passed) per epoch, with a linear
 warm-up over the first ``warmup_iters`` iterations (mmcv: lr x (1 - (1 - it / warmup) (1 - ratio))), stepped every
-iteration (a ``LambdaLR``). After each epoch ``work_dir/epoch_N.pth`` is written atomically with model, optimizer,
-scheduler, scaler, RNG and data-loader generator states, so ``resume`` continues bit-exactly from an epoch boundary.
+iteration (a ``LambdaLR``). Training runs in the shared loop (:mod:`setr.engine.loop`): after each epoch
+``work_dir/epoch_N.pth`` (and every ``checkpoint_interval`` iterations ``iter_N.pth``) is written atomically with
+model, optimizer, scheduler, scaler and RNG states; the data order and the augmentation are functions of the
+iteration, so ``resume`` continues bit-exactly, also from inside an epoch.
 torchrun DDP through :func:`setr.engine.distributed.init_distributed`; the preset's batch size is global.
 """
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,9 +19,10 @@ import torch
 from torch import nn
 
 from ..checkpoints import atomic_write
-from ..engine.checkpoint import read_checkpoint, rng_state, set_rng_state
-from ..engine.common import newest_checkpoint, optimizer_step, run_logger, tensorboard_writer
-from ..engine.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
+from ..engine.checkpoint import read_checkpoint
+from ..engine.common import newest_checkpoint
+from ..engine.distributed import DistInfo, all_reduce_sum
+from ..engine.loop import TrainTask, run_training
 from ..errors import SetrError
 from .coco import CocoDetection, collate
 from .model import build_retinanet_hlg, param_groups
@@ -69,11 +71,13 @@ def check_categories(ckpt_categories: list[dict] | None, dataset: CocoDetection,
 
 
 def load_detector(preset: str | DetectionPreset, checkpoint: str | Path, num_classes: int | None = None,
-                  device: str | torch.device = "cpu") -> tuple[nn.Module, list[dict] | None]:
+                  device: str | torch.device = "cpu", trust_checkpoint: bool = False
+                  ) -> tuple[nn.Module, list[dict] | None]:
     """A RetinaNet-HLG from a preset and one of our checkpoints (or a bare state dict).
-    Returns (model in eval mode, the checkpoint's categories or None)."""
+    Returns (model in eval mode, the checkpoint's categories or None). The file is read with
+    ``weights_only=True``; ``trust_checkpoint`` also unpickles other Python objects (unsafe)."""
     p = resolve_preset(preset)
-    state = read_checkpoint(checkpoint)
+    state = read_checkpoint(checkpoint, trust_checkpoint)
     categories = state.get("meta", {}).get("categories")
     sd = state.get("state_dict", state)
     if num_classes is None:
@@ -99,9 +103,10 @@ def load_detector(preset: str | DetectionPreset, checkpoint: str | Path, num_cla
 def train_detector(preset: str | DetectionPreset, data_root: str | Path, work_dir: str | Path, *,
                    epochs: int | None = None, batch_size: int | None = None, amp: str | None = None,
                    resume: bool | str | Path | None = None, device: str | None = None, seed: int = 0,
-                   progress: bool = True) -> dict:
-    """Train on ``data_root`` (COCO layout, train2017 + optional val2017). ``resume``: True / "latest" for the
-    newest ``work_dir/epoch_*.pth``, or a path. Returns the metrics dict (also ``work_dir/metrics.json``)."""
+                   progress: bool = True, overwrite: bool = False) -> dict:
+    """Train on ``data_root`` (COCO layout, train2017 + optional val2017) through the shared loop
+    (:func:`setr.engine.loop.run_training`). ``resume``: True / "latest" for the newest checkpoint of
+    ``work_dir``, or a path. Returns the metrics dict (also ``work_dir/metrics.json``)."""
     p = resolve_preset(preset)
     if epochs is not None:
         p.train.epochs = int(epochs)
@@ -109,171 +114,144 @@ def train_detector(preset: str | DetectionPreset, data_root: str | Path, work_di
         p.train.batch_size = int(batch_size)
     if amp not in (None, "bf16", "fp16"):
         raise SetrError(f"--amp {amp}: choose bf16 or fp16")
-    info = init_distributed(device)
-    try:
-        return _train(p, Path(data_root), Path(work_dir), amp, resume, info, seed, progress)
-    finally:
-        cleanup(info)
+    task = DetectionTask(p, Path(data_root), Path(work_dir), seed)
+    result = run_training(task, work_dir, resume=resume, overwrite=overwrite, amp=amp, device=device,
+                          progress=progress)
+    return result.finished or {}
 
 
-def _train(p: DetectionPreset, root: Path, work_dir: Path, amp, resume, info: DistInfo, seed: int, progress: bool):
-    import random
+class DetectionTask(TrainTask):
+    """RetinaNet-HLG, mmdet's 1x recipe, epoch-based: AdamW, step decay at epoch milestones with a linear warm-up
+    by iteration (a ``LambdaLR`` stepped every iteration); COCO bbox AP after each ``eval_interval`` epochs."""
 
-    import numpy as np
-    from tqdm import tqdm
+    kind = "detection"
+    ckpt_format = CKPT_FORMAT
+    score_key = "AP"
 
-    from ..precision import autocast
+    def __init__(self, p: DetectionPreset, root: Path, work_dir: Path, seed: int):
+        self.p, self.root, self.work_dir, self.seed = p, root, work_dir, seed
+        r = p.train
+        self.name = p.name
+        self.keep_checkpoints = r.keep_checkpoints
+        self.checkpoint_interval = r.checkpoint_interval or 0
+        self.stop_at = r.stop_at
+        self.clip_grad = r.grad_clip
+        self.log_interval = r.log_interval
+        self.history: list = []
+        self.sums = torch.zeros(3, dtype=torch.float64)
+        self.t0 = time.time()
 
-    r = p.train
-    work_dir.mkdir(parents=True, exist_ok=True)
-    log = run_logger(work_dir, "detect", info.is_main)
-    torch.manual_seed(seed + info.rank)
-    np.random.seed(seed + info.rank)
-    random.seed(seed + info.rank)
+    def build(self, info: DistInfo, log, amp) -> None:
+        import random
 
-    train_set = CocoDetection(root, "train", train=True, flip_prob=r.flip_prob)
-    val_set = CocoDetection(root, "val") if (root / "annotations" / "instances_val2017.json").is_file() else None
-    if val_set is not None:
-        check_categories(train_set.categories, val_set, str(val_set.ann_file))
-    if r.batch_size % info.world_size:
-        raise SetrError(f"batch size {r.batch_size} is not divisible by {info.world_size} processes")
-    per_rank = r.batch_size // info.world_size
-    if len(train_set) < r.batch_size:
-        raise SetrError(f"{train_set.ann_file}: {len(train_set)} usable images, fewer than the batch size "
-                        f"{r.batch_size}")
+        import numpy as np
 
-    torch.manual_seed(seed)  # identical init on every rank
-    model = build_retinanet_hlg(p.model, train_set.num_classes).to(info.device)
-    torch.manual_seed(seed + info.rank)
-    optimizer = torch.optim.AdamW(param_groups(model, r.weight_decay, r.norm_decay_mult), lr=r.lr,
-                                  betas=tuple(r.betas))
-    sampler = (torch.utils.data.distributed.DistributedSampler(train_set, info.world_size, info.rank, shuffle=True,
-                                                               seed=seed, drop_last=True)
-               if info.distributed else None)
-    gen = torch.Generator().manual_seed(seed)
-    loader = torch.utils.data.DataLoader(train_set, batch_size=per_rank, shuffle=sampler is None, sampler=sampler,
-                                         num_workers=r.workers, drop_last=True, generator=gen, collate_fn=collate,
-                                         pin_memory=info.device.type == "cuda")
-    steps = len(loader)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, StepWarmupLR(steps, r.milestones, r.gamma, r.warmup_iters, r.warmup_ratio))
-    scaler = torch.amp.GradScaler(info.device.type) if amp == "fp16" else None
-    ddp = nn.parallel.DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda"
-                                              else None) if info.distributed else model
+        p, r, root = self.p, self.p.train, self.root
+        self.info, self.log, self.amp = info, log, amp
+        for key in ("epochs", "batch_size"):
+            if getattr(r, key) < 1:
+                raise SetrError(f"train.{key} {getattr(r, key)} must be >= 1")
+        torch.manual_seed(self.seed + info.rank)
+        np.random.seed(self.seed + info.rank)
+        random.seed(self.seed + info.rank)
+        self.train_set = CocoDetection(root, "train", train=True, flip_prob=r.flip_prob)
+        self.val_set = CocoDetection(root, "val") if (root / "annotations" / "instances_val2017.json").is_file() else None
+        if self.val_set is not None:
+            check_categories(self.train_set.categories, self.val_set, str(self.val_set.ann_file))
+        if r.batch_size % info.world_size:
+            raise SetrError(f"batch size {r.batch_size} is not divisible by {info.world_size} processes")
+        self.per_rank = r.batch_size // info.world_size
+        if len(self.train_set) < r.batch_size:
+            raise SetrError(f"{self.train_set.ann_file}: {len(self.train_set)} usable images, fewer than the batch "
+                            f"size {r.batch_size}")
+        self.config = {**p.to_dict(), "categories": self.train_set.categories}
+        torch.manual_seed(self.seed)  # identical init on every rank
+        self.model = build_retinanet_hlg(p.model, self.train_set.num_classes).to(info.device)
+        torch.manual_seed(self.seed + info.rank)
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, r.weight_decay, r.norm_decay_mult), lr=r.lr,
+                                           betas=tuple(r.betas))
+        steps = self.iters_per_epoch = len(self.train_set) // r.batch_size
+        self.total_iters = r.epochs * steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, StepWarmupLR(steps, r.milestones, r.gamma, r.warmup_iters, r.warmup_ratio))
+        self.ddp = nn.parallel.DistributedDataParallel(
+            self.model, device_ids=[info.device.index] if info.device.type == "cuda" else None
+        ) if info.distributed else self.model
+        log.info(f"{p.name} on {len(self.train_set)} images / {self.train_set.num_classes} classes for {r.epochs} "
+                 f"epochs x {steps} iterations, batch {r.batch_size}, lr {r.lr:.2e}")
 
-    start_epoch, history = 0, []
-    if resume:
-        path = latest_epoch_checkpoint(work_dir) if resume in (True, "latest") else Path(resume)
-        if path is None or not path.is_file():
-            raise SetrError(f"{path or work_dir}: no epoch_*.pth checkpoint to resume from")
-        state = read_checkpoint(path)
-        meta = state.get("meta", {})
-        if meta.get("format") != CKPT_FORMAT or "epoch" not in meta:
-            raise SetrError(f"{path}: not a setr detection training checkpoint")
-        check_categories(meta.get("categories"), train_set, str(path))
+    def batches(self, start_iter: int):
+        from ..engine.sampler import EpochSampler, SeededSamples, loader_generator
+
+        info, r = self.info, self.p.train
+        sampler = EpochSampler(len(self.train_set), r.batch_size, info.rank, info.world_size, self.seed, start_iter)
+        return torch.utils.data.DataLoader(SeededSamples(self.train_set), batch_size=self.per_rank, sampler=sampler,
+                                           num_workers=r.workers, collate_fn=collate,
+                                           pin_memory=info.device.type == "cuda", persistent_workers=r.workers > 0,
+                                           generator=loader_generator())
+
+    def forward(self, batch, autocast) -> dict:
+        images, targets = batch
+        dev = self.info.device
+        images = [im.to(dev, non_blocking=True) for im in images]
+        targets = [{"boxes": t["boxes"].to(dev), "labels": t["labels"].to(dev)} for t in targets]
+        with autocast():
+            losses = self.ddp(images, targets)
+        return {k: v.float() for k, v in losses.items()}
+
+    def after_step(self, it: int, losses: dict) -> None:
+        self.scheduler.step()
+        self.sums += torch.tensor([losses["classification"].item(), losses["bbox_regression"].item(), 1.0],
+                                  dtype=torch.float64)
+
+    def should_evaluate(self, it: int) -> bool:
+        r = self.p.train
+        if self.val_set is None or it % self.iters_per_epoch:
+            return False
+        epoch = it // self.iters_per_epoch
+        return it == self.total_iters or bool(r.eval_interval and epoch % r.eval_interval == 0)
+
+    def evaluate(self, it: int) -> dict:
+        last = it == self.total_iters
+        metrics = evaluate_detector(self.model, self.val_set, batch_size=max(self.per_rank, 1), info=self.info,
+                                    amp=self.amp, categories=self.train_set.categories,
+                                    results_json=self.work_dir / "results.bbox.json" if last else None)
+        return {k: v for k, v in metrics.items() if k != "results"}
+
+    def end_of_epoch(self, epoch: int, metrics: dict | None) -> None:
+        info = self.info
+        sums = all_reduce_sum(self.sums.to(info.device) if info.device.type == "cuda" else self.sums, info).cpu()
+        self.sums = torch.zeros(3, dtype=torch.float64)
+        n = max(sums[2].item(), 1)
+        entry = {"epoch": epoch, "loss_cls": sums[0].item() / n, "loss_bbox": sums[1].item() / n}
+        if metrics and info.is_main:
+            entry.update({k: metrics[k] for k in METRIC_NAMES})
+        self.history.append(entry)
+        if info.is_main:
+            self.log.info(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in entry.items() if k != "epoch"))
+
+    def meta(self) -> dict:
+        return {"categories": self.train_set.categories, "history": self.history}
+
+    def extra_state(self) -> dict:
+        return {"scheduler": self.scheduler.state_dict(), "epoch_sums": self.sums.clone()}
+
+    def load_state(self, state: dict, path: Path) -> None:
+        check_categories(state["meta"].get("categories"), self.train_set, str(path))
+        self.scheduler.load_state_dict(state["scheduler"])
+        if "epoch_sums" in state:
+            self.sums = state["epoch_sums"].clone().to(torch.float64)
+        self.history = list(state["meta"].get("history", []))
+
+    def load_weights(self, state_dict: dict, path: Path) -> None:
         try:
-            model.load_state_dict(state["state_dict"])
+            self.model.load_state_dict(state_dict)
         except RuntimeError:
-            raise SetrError(f"{path}: weights do not fit preset {p.name}") from None
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and "scaler" in state:
-            scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
-        gen.set_state(state["loader_rng"])
-        start_epoch, history = int(meta["epoch"]), list(meta.get("history", []))
-        log.info(f"resumed from {path} at epoch {start_epoch}")
+            raise SetrError(f"{path}: weights do not fit preset {self.p.name}") from None
 
-    tb = tensorboard_writer(work_dir, info.is_main)
-    if info.is_main:
-        (work_dir / "config.json").write_text(json.dumps({"preset": p.to_dict(), "categories": train_set.categories,
-                                                          "amp": amp, "seed": seed}, indent=2))
-    log.info(f"training {p.name} on {len(train_set)} images / {train_set.num_classes} classes for {r.epochs} "
-             f"epochs x {steps} iterations, batch {r.batch_size}, lr {r.lr:.2e}, {info.world_size} process(es), "
-             f"amp {amp or 'off'}")
-    metrics: dict[str, Any] = {}
-    bar = tqdm(total=r.epochs * steps, initial=start_epoch * steps, unit="it", desc=p.name,
-               disable=not (progress and info.is_main), dynamic_ncols=True)
-    t0 = time.time()
-    try:
-        for epoch in range(start_epoch, r.epochs):
-            model.train()
-            if sampler is not None:
-                sampler.set_epoch(epoch)
-            sums = torch.zeros(3, dtype=torch.float64)
-            for i, (images, targets) in enumerate(loader):
-                images = [im.to(info.device, non_blocking=True) for im in images]
-                targets = [{"boxes": t["boxes"].to(info.device), "labels": t["labels"].to(info.device)}
-                           for t in targets]
-                with autocast(amp or "fp32", info.device):
-                    losses = ddp(images, targets)
-                losses = {k: v.float() for k, v in losses.items()}
-                loss = sum(losses.values())
-                if not math.isfinite(loss.item()):
-                    raise SetrError(f"epoch {epoch + 1} iteration {i + 1}: loss is {loss.item()}")
-                optimizer_step(loss, optimizer, model, scaler, r.grad_clip)
-                lr = optimizer.param_groups[0]["lr"]
-                scheduler.step()
-                it = epoch * steps + i + 1
-                cls_l, reg_l = losses["classification"].item(), losses["bbox_regression"].item()
-                sums += torch.tensor([cls_l, reg_l, 1.0], dtype=torch.float64)
-                if info.is_main:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
-                    if tb is not None:
-                        tb.add_scalar("train/loss", loss.item(), it)
-                        tb.add_scalar("train/loss_cls", cls_l, it)
-                        tb.add_scalar("train/loss_bbox", reg_l, it)
-                        tb.add_scalar("train/lr", lr, it)
-                    if r.log_interval and it % r.log_interval == 0:
-                        log.info(f"epoch {epoch + 1} iter {i + 1}/{steps}: loss {loss.item():.4f} "
-                                 f"(cls {cls_l:.4f}, bbox {reg_l:.4f}) lr {lr:.3e}")
-            sums = all_reduce_sum(sums.to(info.device) if info.device.type == "cuda" else sums, info).cpu()
-            n = max(sums[2].item(), 1)
-            entry = {"epoch": epoch + 1, "loss_cls": sums[0].item() / n, "loss_bbox": sums[1].item() / n}
-            last = epoch + 1 == r.epochs
-            if val_set is not None and (last or (r.eval_interval and (epoch + 1) % r.eval_interval == 0)):
-                train_rng = rng_state()  # evaluation must not shift the training RNG streams (exact resume)
-                metrics = evaluate_detector(model, val_set, batch_size=max(per_rank, 1), info=info, amp=amp,
-                                            categories=train_set.categories,
-                                            results_json=work_dir / "results.bbox.json" if last else None)
-                set_rng_state(train_rng)
-                if info.is_main:
-                    entry.update({k: metrics[k] for k in METRIC_NAMES})
-                if tb is not None:
-                    for k in METRIC_NAMES:
-                        tb.add_scalar(f"val/{k}", metrics[k], epoch + 1)
-            history.append(entry)
-            if info.is_main:
-                log.info(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in entry.items() if k != "epoch"))
-                _save(work_dir / f"epoch_{epoch + 1}.pth", p, train_set.categories, model, optimizer, scheduler,
-                      scaler, gen, epoch + 1, history)
-                if r.keep_checkpoints > 0:
-                    old = sorted(work_dir.glob("epoch_*.pth"), key=lambda q: int(q.stem.split("_")[1]))
-                    for q in old[:-r.keep_checkpoints]:
-                        q.unlink()
-            barrier(info)
-    finally:
-        bar.close()
-        if tb is not None:
-            tb.close()
-    if not info.is_main:
-        return {}
-    out = {**{k: v for k, v in metrics.items() if k != "results"}, "history": history,
-           "seconds": round(time.time() - t0, 1)}
-    (work_dir / "metrics.json").write_text(json.dumps(out, indent=2))
-    return out
-
-
-def _save(path, p, categories, model, optimizer, scheduler, scaler, gen, epoch, history):
-    state = {"meta": {"format": CKPT_FORMAT, "epoch": epoch, "preset": p.name, "config": p.to_dict(),
-                      "categories": categories, "history": history},
-             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(),
-             "loader_rng": gen.get_state()}
-    if scaler is not None:
-        state["scaler"] = scaler.state_dict()
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    def finish(self, it: int, metrics: dict, best: dict) -> dict:
+        return {**{k: v for k, v in metrics.items() if k != "results"}, "history": self.history,
+                "seconds": round(time.time() - self.t0, 1)}
 
 
 # --------------------------------------------------------------------------------------------- evaluation
@@ -381,9 +359,11 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 @torch.no_grad()
 def predict_images(model: nn.Module, paths: Sequence[str | Path], out_dir: str | Path,
-                   class_names: Sequence[str], score_thresh: float = 0.3, device=None) -> list[Path]:
+                   class_names: Sequence[str], score_thresh: float = 0.3, device=None,
+                   box_counts: list[int] | None = None) -> list[Path]:
     """Detect on each image file and write ``out_dir/<stem>_boxes.jpg`` with the boxes drawn; a folder in
-    ``paths`` stands for its images. Returns the written paths."""
+    ``paths`` stands for its images. Returns the written paths; ``box_counts`` (a list) gets each image's number
+    of boxes drawn."""
     from PIL import Image
     from torchvision.transforms.v2 import functional as TF
     from torchvision.utils import draw_bounding_boxes
@@ -422,6 +402,8 @@ def predict_images(model: nn.Module, paths: Sequence[str | Path], out_dir: str |
             dst = out_dir / f"{f.stem}_boxes.jpg"
             TF.to_pil_image(drawn).save(dst, quality=90)
             written.append(dst)
+            if box_counts is not None:
+                box_counts.append(len(boxes))
     finally:
         model.train(was_training)
     return written

@@ -6,13 +6,13 @@ test: resize 256 / centre crop 224. Mixup 0.8 / CutMix 1.0 (switch 0.5, batch mo
 ``SoftTargetCrossEntropy``; AdamW (lr 5e-4 x batch/512, weight decay 0.05 except norms and biases, eps 1e-8),
 cosine schedule per iteration with warm-up (timm ``CosineLRScheduler``), gradient clipping 5.0, model EMA
 (``ModelEmaV3``, 0.99996), AMP. Both the model and its EMA are validated; top-1 / top-5 go to ``metrics.json``.
-Checkpoints at each epoch end (atomic) hold model, EMA, optimizer, scheduler, scaler and RNG states, so
-``--resume`` continues exactly; torchrun DDP as for segmentation.
+Training runs in the shared loop (:mod:`setr.engine.loop`): checkpoints at each epoch end (``epoch_N.pth``) and
+every ``checkpoint_interval`` iterations hold model, EMA, optimizer, scheduler, scaler and RNG states; the data
+order and every sample's augmentation are functions of the iteration, so ``--resume`` continues exactly, also
+from inside an epoch; torchrun DDP as for segmentation.
 """
 from __future__ import annotations
 
-import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,11 +20,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..checkpoints import atomic_write
 from ..errors import SetrError
-from .checkpoint import read_checkpoint, rng_state, set_rng_state
-from .common import newest_checkpoint, optimizer_step, run_logger, tensorboard_writer
-from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
+from .distributed import DistInfo, all_reduce_sum
+from .loop import TrainTask, run_training
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -53,6 +51,9 @@ class ClassifyRecipe:
     smoothing: float = 0.1
     ema_decay: float = 0.99996  # 0 disables the EMA
     workers: int = 8
+    checkpoint_interval: int = 0  # iterations between checkpoints within an epoch (0: at epoch ends only)
+    keep_checkpoints: int = 2  # newest checkpoints kept (0: all)
+    stop_at: int | None = None  # stop after this many iterations of the schedule (checkpointed; --resume goes on)
 
 
 def check_image_folder(split_dir: Path) -> list[str]:
@@ -126,172 +127,154 @@ def evaluate_classifier(model: nn.Module, loader, info: DistInfo, amp: str | Non
 
 def train_classifier(model_name: str, data_root: str | Path, work_dir: str | Path, recipe: ClassifyRecipe, *,
                      model_kwargs: dict | None = None, resume: bool | str | Path | None = None, amp: str | None = None,
-                     device: str | None = None, seed: int = 0, progress: bool = True) -> dict:
-    info = init_distributed(device)
-    try:
-        return _train_classifier(model_name, Path(data_root), Path(work_dir), recipe, model_kwargs or {}, resume,
-                                 amp, info, seed, progress)
-    finally:
-        cleanup(info)
+                     device: str | None = None, seed: int = 0, progress: bool = True, overwrite: bool = False) -> dict:
+    """Train ``model_name`` (a timm name, e.g. hlg_tiny) on ``<data_root>/{train,val}/<class>/*`` in ``work_dir``
+    through the shared loop (:func:`setr.engine.loop.run_training`). Returns metrics.json's content (main rank)."""
+    for key in ("epochs", "batch_size"):
+        if getattr(recipe, key) < 1:
+            raise SetrError(f"{key} {getattr(recipe, key)} must be >= 1")
+    task = ClassificationTask(model_name, Path(data_root), recipe, model_kwargs or {}, seed)
+    result = run_training(task, work_dir, resume=resume, overwrite=overwrite, amp=amp, device=device,
+                          progress=progress)
+    return result.finished or {}
 
 
-def _train_classifier(model_name, root, work_dir, r, model_kwargs, resume, amp, info, seed, progress):
-    import timm
-    from timm.data import Mixup
-    from timm.loss import SoftTargetCrossEntropy
-    from timm.optim import create_optimizer_v2
-    from timm.scheduler import CosineLRScheduler
-    from timm.utils import ModelEmaV3
-    from tqdm import tqdm
+class ClassificationTask(TrainTask):
+    """The HLG ImageNet recipe (timm's transforms, Mixup/CutMix, AdamW, cosine per iteration, EMA, clipping),
+    epoch-based: checkpoints at each epoch end (``epoch_N.pth``) and every ``checkpoint_interval`` iterations."""
 
-    from ..precision import autocast
+    kind = "classification"
+    ckpt_format = "setr-cls-1"
+    score_key = "top1"
 
-    work_dir.mkdir(parents=True, exist_ok=True)
-    log = run_logger(work_dir, "classify", info.is_main)
-    tb = tensorboard_writer(work_dir, info.is_main)
-    torch.manual_seed(seed + info.rank)
-    import random
+    def __init__(self, model_name: str, root: Path, recipe: ClassifyRecipe, model_kwargs: dict, seed: int):
+        self.name, self.root, self.r, self.model_kwargs, self.seed = model_name, root, recipe, model_kwargs, seed
+        self.keep_checkpoints = recipe.keep_checkpoints
+        self.checkpoint_interval = recipe.checkpoint_interval or 0
+        self.stop_at = recipe.stop_at
+        self.clip_grad = recipe.clip_grad
+        self.history: list = []
+        self.t0 = time.time()
 
-    import numpy as np
+    def build(self, info: DistInfo, log, amp) -> None:
+        import random
 
-    np.random.seed(seed + info.rank)
-    random.seed(seed + info.rank)
+        import numpy as np
+        import timm
+        from timm.data import Mixup
+        from timm.loss import SoftTargetCrossEntropy
+        from timm.optim import create_optimizer_v2
+        from timm.scheduler import CosineLRScheduler
+        from timm.utils import ModelEmaV3
 
-    train_set = build_image_folder(root / "train", _train_transform(r))
-    classes = train_set.classes
-    val_set = build_image_folder(root / "val", eval_transform(r), classes) if (root / "val").is_dir() else None
-    if r.batch_size % info.world_size:
-        raise SetrError(f"batch size {r.batch_size} is not divisible by {info.world_size} processes")
-    per_rank = r.batch_size // info.world_size
-    mixup_on = r.mixup > 0 or r.cutmix > 0
-    if mixup_on and per_rank % 2:
-        raise SetrError(f"Mixup/CutMix in batch mode needs an even batch per process, got {per_rank}")
-    if len(train_set) < r.batch_size:
-        raise SetrError(f"{root / 'train'}: {len(train_set)} images, fewer than the batch size {r.batch_size}")
+        r, root = self.r, self.root
+        self.info, self.log, self.amp = info, log, amp
+        torch.manual_seed(self.seed + info.rank)
+        np.random.seed(self.seed + info.rank)
+        random.seed(self.seed + info.rank)
+        self.train_set = build_image_folder(root / "train", _train_transform(r))
+        classes = self.classes = self.train_set.classes
+        self.val_set = build_image_folder(root / "val", eval_transform(r), classes) if (root / "val").is_dir() else None
+        if r.batch_size % info.world_size:
+            raise SetrError(f"batch size {r.batch_size} is not divisible by {info.world_size} processes")
+        self.per_rank = r.batch_size // info.world_size
+        mixup_on = r.mixup > 0 or r.cutmix > 0
+        if mixup_on and self.per_rank % 2:
+            raise SetrError(f"Mixup/CutMix in batch mode needs an even batch per process, got {self.per_rank}")
+        if len(self.train_set) < r.batch_size:
+            raise SetrError(f"{root / 'train'}: {len(self.train_set)} images, fewer than the batch size {r.batch_size}")
+        self.config = {"model": self.name, "model_kwargs": self.model_kwargs, "classes": classes,
+                       "recipe": asdict(r)}
 
-    model = timm.create_model(model_name, pretrained=False, num_classes=len(classes), drop_path_rate=r.drop_path,
-                              **model_kwargs).to(info.device)
-    ema = ModelEmaV3(model, decay=r.ema_decay) if r.ema_decay > 0 else None
-    lr = r.base_lr * r.batch_size / 512
-    optimizer = create_optimizer_v2(model, opt="adamw", lr=lr, weight_decay=r.weight_decay, eps=1e-8,
-                                    betas=(0.9, 0.999))
-    sampler = (torch.utils.data.distributed.DistributedSampler(train_set, info.world_size, info.rank, shuffle=True,
-                                                               seed=seed, drop_last=True)
-               if info.distributed else None)
-    gen = torch.Generator().manual_seed(seed)
-    loader = torch.utils.data.DataLoader(train_set, batch_size=per_rank, shuffle=sampler is None, sampler=sampler,
-                                         num_workers=r.workers, drop_last=True, generator=gen,
-                                         pin_memory=info.device.type == "cuda", persistent_workers=False)
-    steps = len(loader)
-    warmup = min(r.warmup_epochs, r.epochs - 1)
-    if warmup != r.warmup_epochs:
-        log.info(f"warm-up shortened to {warmup} epochs: the run has only {r.epochs}")
-    scheduler = CosineLRScheduler(optimizer, t_initial=max((r.epochs - warmup) * steps, 1),
-                                  lr_min=r.min_lr * r.batch_size / 512, warmup_lr_init=r.warmup_lr * r.batch_size / 512,
-                                  warmup_t=warmup * steps, cycle_limit=1, t_in_epochs=False, warmup_prefix=True)
-    mixup = Mixup(mixup_alpha=r.mixup, cutmix_alpha=r.cutmix, prob=1.0, switch_prob=r.mixup_switch_prob,
-                  mode="batch", label_smoothing=r.smoothing, num_classes=len(classes)) if mixup_on else None
-    criterion = SoftTargetCrossEntropy() if mixup else nn.CrossEntropyLoss(label_smoothing=r.smoothing)
-    scaler = torch.amp.GradScaler(info.device.type) if amp == "fp16" else None
-    ddp = nn.parallel.DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda"
-                                              else None) if info.distributed else model
+        torch.manual_seed(self.seed)  # identical init on every rank
+        model = timm.create_model(self.name, pretrained=False, num_classes=len(classes), drop_path_rate=r.drop_path,
+                                  **self.model_kwargs).to(info.device)
+        torch.manual_seed(self.seed + info.rank)
+        self.model = model
+        self.ema = ModelEmaV3(model, decay=r.ema_decay) if r.ema_decay > 0 else None
+        self.lr = r.base_lr * r.batch_size / 512
+        self.optimizer = create_optimizer_v2(model, opt="adamw", lr=self.lr, weight_decay=r.weight_decay, eps=1e-8,
+                                             betas=(0.9, 0.999))
+        steps = self.iters_per_epoch = len(self.train_set) // r.batch_size
+        self.total_iters = r.epochs * steps
+        warmup = min(r.warmup_epochs, r.epochs - 1)
+        if warmup != r.warmup_epochs:
+            log.info(f"warm-up shortened to {warmup} epochs: the run has only {r.epochs}")
+        self.scheduler = CosineLRScheduler(
+            self.optimizer, t_initial=max((r.epochs - warmup) * steps, 1), lr_min=r.min_lr * r.batch_size / 512,
+            warmup_lr_init=r.warmup_lr * r.batch_size / 512, warmup_t=warmup * steps, cycle_limit=1,
+            t_in_epochs=False, warmup_prefix=True)
+        self.mixup = Mixup(mixup_alpha=r.mixup, cutmix_alpha=r.cutmix, prob=1.0, switch_prob=r.mixup_switch_prob,
+                           mode="batch", label_smoothing=r.smoothing, num_classes=len(classes)) if mixup_on else None
+        self.criterion = SoftTargetCrossEntropy() if self.mixup else nn.CrossEntropyLoss(label_smoothing=r.smoothing)
+        self.ddp = nn.parallel.DistributedDataParallel(
+            model, device_ids=[info.device.index] if info.device.type == "cuda" else None) if info.distributed else model
+        self.val_loader = None
+        if self.val_set is not None:
+            vs = (torch.utils.data.distributed.DistributedSampler(self.val_set, info.world_size, info.rank,
+                                                                  shuffle=False) if info.distributed else None)
+            self.val_loader = torch.utils.data.DataLoader(self.val_set, batch_size=max(self.per_rank, 1), sampler=vs,
+                                                          num_workers=r.workers)
+        log.info(f"{self.name} on {len(self.train_set)} images / {len(classes)} classes for {r.epochs} epochs, "
+                 f"batch {r.batch_size}, lr {self.lr:.2e}")
 
-    start_epoch, best, history = 0, {}, []
-    if resume:
-        path = newest_checkpoint(work_dir, "epoch") if resume is True else Path(resume)
-        if path is None or not path.is_file():
-            raise SetrError(f"{path or work_dir}: no epoch_*.pth checkpoint to resume from")
-        state = read_checkpoint(path)
-        if state.get("meta", {}).get("model") != model_name:
-            raise SetrError(f"{path}: checkpoint is for {state.get('meta', {}).get('model')}, not {model_name}")
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if ema is not None and "ema" in state:
-            ema.module.load_state_dict(state["ema"])
-        if scaler is not None and "scaler" in state:
-            scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
-        gen.set_state(state["loader_rng"])
-        start_epoch, best, history = state["meta"]["epoch"], state["meta"].get("best", {}), state["meta"].get("history", [])
-        log.info(f"resumed from {path} at epoch {start_epoch}")
-    if info.is_main:
-        (work_dir / "config.json").write_text(json.dumps({"model": model_name, "model_kwargs": model_kwargs,
-                                                          "classes": classes, "recipe": asdict(r)}, indent=2))
-    val_loader = None
-    if val_set is not None:
-        vs = (torch.utils.data.distributed.DistributedSampler(val_set, info.world_size, info.rank, shuffle=False)
-              if info.distributed else None)
-        val_loader = torch.utils.data.DataLoader(val_set, batch_size=max(per_rank, 1), sampler=vs,
-                                                 num_workers=r.workers)
-    log.info(f"training {model_name} on {len(train_set)} images / {len(classes)} classes for {r.epochs} epochs, "
-             f"batch {r.batch_size}, lr {lr:.2e}, {info.world_size} process(es), amp {amp or 'off'}")
-    metrics = {}
-    bar = tqdm(total=r.epochs * steps, initial=start_epoch * steps, unit="it", desc=model_name,
-               disable=not (progress and info.is_main), dynamic_ncols=True)
-    t0 = time.time()
-    try:
-        for epoch in range(start_epoch, r.epochs):
-            model.train()
-            if sampler is not None:
-                sampler.set_epoch(epoch)
-            for i, (images, targets) in enumerate(loader):
-                images, targets = images.to(info.device), targets.to(info.device)
-                if mixup is not None:
-                    images, targets = mixup(images, targets)
-                with autocast(amp or "fp32", info.device):
-                    loss = criterion(ddp(images).float(), targets)
-                if not math.isfinite(loss.item()):
-                    raise SetrError(f"epoch {epoch} step {i}: loss is {loss.item()}")
-                optimizer_step(loss, optimizer, model, scaler, r.clip_grad)
-                scheduler.step_update(epoch * steps + i + 1)
-                if ema is not None:
-                    ema.update(model)
-                if info.is_main:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
-                    if tb:
-                        tb.add_scalar("train/loss", loss.item(), epoch * steps + i + 1)
-                        tb.add_scalar("train/lr", optimizer.param_groups[0]["lr"], epoch * steps + i + 1)
-            if val_loader is not None:
-                metrics = {"epoch": epoch + 1, "model": evaluate_classifier(model, val_loader, info, amp)}
-                if ema is not None:
-                    metrics["ema"] = evaluate_classifier(ema.module, val_loader, info, amp)
-                top1 = max(metrics["model"]["top1"], metrics.get("ema", {}).get("top1", -1))
-                metrics["top1"] = top1
-                history.append({"epoch": epoch + 1, "top1": metrics["model"]["top1"],
-                                "ema_top1": metrics.get("ema", {}).get("top1")})
-                if info.is_main:
-                    log.info(f"epoch {epoch + 1}: top1 {metrics['model']['top1']:.2f} top5 {metrics['model']['top5']:.2f}"
-                             + (f" ema top1 {metrics['ema']['top1']:.2f}" if ema is not None else ""))
-                    if tb:
-                        tb.add_scalar("val/top1", metrics["model"]["top1"], epoch + 1)
-                    if not best or top1 > best["top1"]:
-                        best = {"top1": top1, "epoch": epoch + 1}
-            if info.is_main:
-                _save(work_dir / f"epoch_{epoch + 1}.pth", model_name, model, ema, optimizer, scheduler, scaler,
-                      gen, epoch + 1, best, history)
-                for old in sorted(work_dir.glob("epoch_*.pth"), key=lambda p: int(p.stem.split("_")[1]))[:-2]:
-                    old.unlink()
-            barrier(info)
-    finally:
-        bar.close()
-        if tb:
-            tb.close()
-    if info.is_main:
-        out = {**metrics, "best": best, "history": history, "classes": len(classes),
-               "seconds": round(time.time() - t0, 1)}
-        (work_dir / "metrics.json").write_text(json.dumps(out, indent=2))
-        return out
-    return {}
+    def batches(self, start_iter: int):
+        from .sampler import EpochSampler, SeededSamples, loader_generator
 
+        info = self.info
+        sampler = EpochSampler(len(self.train_set), self.r.batch_size, info.rank, info.world_size, self.seed,
+                               start_iter)
+        return torch.utils.data.DataLoader(SeededSamples(self.train_set), batch_size=self.per_rank, sampler=sampler,
+                                           num_workers=self.r.workers, pin_memory=info.device.type == "cuda",
+                                           persistent_workers=self.r.workers > 0, generator=loader_generator())
 
-def _save(path, model_name, model, ema, optimizer, scheduler, scaler, gen, epoch, best, history):
-    state = {"meta": {"model": model_name, "epoch": epoch, "best": best, "history": history},
-             "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "rng": rng_state(), "loader_rng": gen.get_state()}
-    if ema is not None:
-        state["ema"] = ema.module.state_dict()
-    if scaler is not None:
-        state["scaler"] = scaler.state_dict()
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    def forward(self, batch, autocast) -> dict:
+        images, targets = batch
+        images, targets = images.to(self.info.device), targets.to(self.info.device)
+        if self.mixup is not None:
+            images, targets = self.mixup(images, targets)
+        with autocast():
+            loss = self.criterion(self.ddp(images).float(), targets)
+        return {"loss": loss}
+
+    def after_step(self, it: int, losses: dict) -> None:
+        self.scheduler.step_update(it)
+        if self.ema is not None:
+            self.ema.update(self.model)
+
+    def should_evaluate(self, it: int) -> bool:
+        return self.val_loader is not None and it % self.iters_per_epoch == 0
+
+    def evaluate(self, it: int) -> dict:
+        epoch = it // self.iters_per_epoch
+        metrics = {"epoch": epoch, "model": evaluate_classifier(self.model, self.val_loader, self.info, self.amp)}
+        if self.ema is not None:
+            metrics["ema"] = evaluate_classifier(self.ema.module, self.val_loader, self.info, self.amp)
+        self.model.train()
+        metrics["top1"] = max(metrics["model"]["top1"], metrics.get("ema", {}).get("top1", -1))
+        self.history.append({"epoch": epoch, "top1": metrics["model"]["top1"],
+                             "ema_top1": metrics.get("ema", {}).get("top1")})
+        if self.info.is_main:
+            self.log.info(f"epoch {epoch}: top1 {metrics['model']['top1']:.2f} top5 {metrics['model']['top5']:.2f}"
+                          + (f" ema top1 {metrics['ema']['top1']:.2f}" if self.ema is not None else ""))
+        return metrics
+
+    def meta(self) -> dict:
+        return {"model": self.name, "history": self.history, "classes": self.classes}
+
+    def extra_state(self) -> dict:
+        state = {"scheduler": self.scheduler.state_dict()}
+        if self.ema is not None:
+            state["ema"] = self.ema.module.state_dict()
+        return state
+
+    def load_state(self, state: dict, path: Path) -> None:
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema is not None and "ema" in state:
+            self.ema.module.load_state_dict(state["ema"])
+        self.history = list(state["meta"].get("history", []))
+
+    def finish(self, it: int, metrics: dict, best: dict) -> dict:
+        best = {k: v for k, v in best.items() if k != "iteration"}
+        return {**metrics, "best": best, "history": self.history, "classes": len(self.classes),
+                "seconds": round(time.time() - self.t0, 1)}

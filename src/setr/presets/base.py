@@ -26,6 +26,7 @@ class TrainRecipe:
     eval_interval: int = 4000  # iters / 10 in the original
     checkpoint_interval: int | None = None  # None: the evaluation interval
     keep_checkpoints: int = 3  # iter_*.pth files kept (0: all)
+    stop_at: int | None = None  # stop after this many iterations of the schedule (checkpointed; --resume goes on)
     loss_normalisation: str = "all_pixels"  # original: mean over all pixels incl. ignored; or "valid_pixels"
 
 
