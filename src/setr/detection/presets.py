@@ -52,7 +52,9 @@ class DetTrainConfig:
     flip_prob: float = 0.5
     grad_clip: float | None = None  # the reference does not clip
     workers: int = 2
-    keep_checkpoints: int = 0  # 0 keeps every epoch_N.pth
+    keep_checkpoints: int = 0  # 0 keeps every checkpoint
+    checkpoint_interval: int = 0  # iterations between checkpoints within an epoch (0: at epoch ends only)
+    stop_at: int | None = None  # stop after this many iterations of the schedule (checkpointed; --resume goes on)
     eval_interval: int = 1  # COCO bbox evaluation on val2017 every N epochs (0: only after the last epoch)
     log_interval: int = 50  # iterations between train.log lines
 
