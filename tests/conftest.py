@@ -19,7 +19,7 @@ def tiny_config(head: str = "pup", num_classes: int = 4, img_size=(32, 32), patc
     mla = head == "mla"
     bb = BackboneConfig(type="vit_mla" if mla else "vit", img_size=tuple(img_size), patch_size=patch,
                         embed_dim=embed, depth=depth, num_heads=heads,
-                        mla_index=(0, 1, 2, 3) if mla else None, mla_channels=16)
+                        mla_index=tuple(min(i, depth - 1) for i in range(4)) if mla else None, mla_channels=16)
     if head == "naive":
         main, aux = HeadConfig("naive", depth - 1, channels=16), [HeadConfig("naive", 1, channels=16, loss_weight=0.4)]
     elif head == "pup":

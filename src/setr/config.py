@@ -65,6 +65,9 @@ class TestConfig:
     aug: bool = False  # multi-scale + flip by default (the _MS presets)
     aug_ratios: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
     aug_flip: bool = True
+    aug_resize_mode: str = "short_side"  # resize rule of the multi-scale views (the _MS configs' setr_multi_scale)
+    # directions of the flipped views ("horizontal", "vertical"); every SETR config: horizontal only
+    flip_directions: tuple[str, ...] = ("horizontal",)
 
 
 @dataclass
@@ -99,9 +102,13 @@ class ModelConfig:
                 test[key] = _as_tuple(test[key])
         if "aug_ratios" in test:
             test["aug_ratios"] = tuple(float(r) for r in test["aug_ratios"])
+        if "flip_directions" in test:
+            test["flip_directions"] = tuple(test["flip_directions"])
         for key in ("mean", "std"):
             if key in d:
                 d[key] = tuple(d[key])
+        if d.get("class_names") is not None and len(d["class_names"]) != d.get("num_classes", len(d["class_names"])):
+            d["class_names"] = None  # saved before names followed num_classes: the preset's list, not this model's
         return cls(backbone=BackboneConfig(**bb), decode_head=HeadConfig(**d.pop("decode_head", {})),
                    aux_heads=[HeadConfig(**h) for h in d.pop("aux_heads", [])], test=TestConfig(**test), **d)
 
@@ -110,6 +117,105 @@ def _as_tuple(v: Any) -> tuple[int, ...]:
     if isinstance(v, int):
         return (v, v)
     return tuple(int(x) for x in v)
+
+
+def validate_model_config(cfg: ModelConfig) -> None:
+    """Refuse a config that cannot build or cannot run, before anything is built or loaded: one line naming the
+    ``--set`` key and what was expected (``SetrError``)."""
+    from .errors import SetrError
+
+    def bad(key: str, value: Any, expected: str) -> SetrError:
+        shown = list(value) if isinstance(value, tuple) else value
+        return SetrError(f"--set model.{key}={json.dumps(shown) if not isinstance(shown, str) else shown}: {expected}")
+
+    def whole(key: str, value: Any, minimum: int = 1) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise bad(key, value, f"expected a whole number >= {minimum}")
+
+    def size_pair(key: str, value: Any) -> None:
+        if (not isinstance(value, (tuple, list)) or len(value) != 2
+                or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)):
+            raise bad(key, value, "expected two whole numbers >= 1 (H, W)")
+
+    def rate(key: str, value: Any) -> None:
+        if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+            raise bad(key, value, "expected a probability in [0, 1)")
+
+    whole("num_classes", cfg.num_classes)
+    if cfg.class_names is not None and len(cfg.class_names) != cfg.num_classes:
+        raise bad("class_names", cfg.class_names, f"names {len(cfg.class_names)} classes, model.num_classes is "
+                                                  f"{cfg.num_classes}")
+    bb = cfg.backbone
+    if bb.type not in BACKBONE_TYPES:
+        raise bad("backbone.type", bb.type, f"expected one of {', '.join(BACKBONE_TYPES)}")
+    size_pair("backbone.img_size", bb.img_size)
+    for key in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
+        rate(f"backbone.{key}", getattr(bb, key))
+    if bb.type == "hlg":
+        lists = {"embed_dims": bb.embed_dims, "stage_heads": bb.stage_heads, "depths": bb.depths}
+        for key, value in lists.items():
+            if value is None or len(value) != 4 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1
+                                                       for v in value):
+                raise bad(f"backbone.{key}", value, "an 'hlg' backbone needs 4 whole numbers >= 1 (one per stage)")
+        for i, (dim, heads) in enumerate(zip(bb.embed_dims, bb.stage_heads)):
+            if dim % heads:
+                raise bad("backbone.embed_dims", bb.embed_dims, f"stage {i} width {dim} is not divisible by its "
+                                                                f"{heads} heads (model.backbone.stage_heads)")
+    else:
+        whole("backbone.patch_size", bb.patch_size)
+        whole("backbone.embed_dim", bb.embed_dim)
+        whole("backbone.depth", bb.depth)
+        whole("backbone.num_heads", bb.num_heads)
+        if bb.embed_dim % bb.num_heads:
+            raise bad("backbone.embed_dim", bb.embed_dim, f"not divisible by model.backbone.num_heads={bb.num_heads}")
+        if not isinstance(bb.mlp_ratio, (int, float)) or bb.mlp_ratio <= 0:
+            raise bad("backbone.mlp_ratio", bb.mlp_ratio, "expected a number > 0")
+        if any(s % bb.patch_size for s in bb.img_size):
+            raise bad("backbone.img_size", bb.img_size, f"not a multiple of model.backbone.patch_size={bb.patch_size}")
+        if bb.type == "vit_mla":
+            whole("backbone.mla_channels", bb.mla_channels)
+            index = bb.mla_index or (5, 11, 17, 23)
+            if len(index) != 4 or any(not -bb.depth <= i < bb.depth for i in index):
+                raise bad("backbone.mla_index", index, f"expected 4 block indices in 0..{bb.depth - 1} "
+                                                       f"(model.backbone.depth={bb.depth})")
+    heads = [("decode_head", cfg.decode_head)] + [(f"aux_heads.{i}", h) for i, h in enumerate(cfg.aux_heads)]
+    for where, h in heads:
+        if h.type not in HEAD_TYPES:
+            raise bad(f"{where}.type", h.type, f"unknown head type {h.type!r}, expected one of {', '.join(HEAD_TYPES)}")
+        needs = {"naive": "vit", "pup": "vit", "pup_aux": "vit", "mla": "vit_mla", "mla_aux": "vit_mla",
+                 "hlg_up": "hlg", "fcn": "hlg"}[h.type]
+        if bb.type != needs:
+            raise bad(f"{where}.type", h.type, f"needs a '{needs}' backbone, model.backbone.type is '{bb.type}'")
+        whole(f"{where}.channels", h.channels)
+        whole(f"{where}.mlahead_channels", h.mlahead_channels)
+        rate(f"{where}.dropout_ratio", h.dropout_ratio)
+        if h.first_kernel not in (1, 3):
+            raise bad(f"{where}.first_kernel", h.first_kernel, "expected 1 or 3")
+        if h.type == "hlg_up":
+            whole(f"{where}.num_heads", h.num_heads)
+            if h.channels % h.num_heads:
+                raise bad(f"{where}.channels", h.channels, f"not divisible by model.{where}.num_heads={h.num_heads}")
+        levels = h.type in ("mla_aux", "fcn")  # index the 4 feature levels, not the blocks
+        limit = 4 if levels else bb.depth
+        if h.type not in ("mla", "hlg_up") and (isinstance(h.in_index, bool) or not isinstance(h.in_index, int)
+                                               or not -limit <= h.in_index < limit):
+            raise bad(f"{where}.in_index", h.in_index, f"out of range for "
+                      f"{'the 4 feature levels' if levels else f'a backbone of depth {bb.depth}'}")
+    t = cfg.test
+    if t.mode not in ("slide", "whole"):
+        raise bad("test.mode", t.mode, "expected slide or whole")
+    size_pair("test.crop_size", t.crop_size)
+    size_pair("test.stride", t.stride)
+    if t.img_scale is not None:
+        size_pair("test.img_scale", t.img_scale)
+    if t.resize_mode not in ("keep_ratio", "short_side"):
+        raise bad("test.resize_mode", t.resize_mode, "expected keep_ratio or short_side")
+    if not t.aug_ratios or any(not isinstance(r, (int, float)) or r <= 0 for r in t.aug_ratios):
+        raise bad("test.aug_ratios", t.aug_ratios, "expected one or more scale ratios > 0")
+    for key in ("mean", "std"):
+        value = getattr(cfg, key)
+        if len(value) != 3 or (key == "std" and any(v <= 0 for v in value)):
+            raise bad(key, value, "expected 3 numbers (R, G, B)" + (", each > 0" if key == "std" else ""))
 
 
 def build_backbone(cfg: BackboneConfig) -> nn.Module:
@@ -172,6 +278,7 @@ def build_model(cfg: ModelConfig, with_aux: bool = True) -> nn.Module:
     """Build the segmentor a config describes (random init; load weights separately)."""
     from .models.segmentor import EncoderDecoder
 
+    validate_model_config(cfg)
     backbone = build_backbone(cfg.backbone)
     decode_head = build_head(cfg.decode_head, cfg.backbone, cfg.num_classes, cfg.align_corners)
     aux = [build_head(h, cfg.backbone, cfg.num_classes, cfg.align_corners) for h in cfg.aux_heads] if with_aux else []

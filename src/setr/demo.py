@@ -17,9 +17,10 @@ def run_demo(work_dir: str | Path = "work_dirs/demo", iters: int | None = None, 
     from .evaluation.evaluate import evaluate
     from .evaluation.metrics import format_table, to_json
     from .inference import Segmenter
+    from .outputs import atomic_write_text, ensure_writable_dir
     from .presets.demo import DEMO_SIZE, demo_preset
 
-    work_dir = Path(work_dir)
+    work_dir = ensure_writable_dir(work_dir, "--work-dir")
     data = work_dir / "data"
     if not (data / "classes.txt").is_file():
         print(f"generating {n_train} + {n_val} images of textured shapes in {data}")
@@ -28,13 +29,13 @@ def run_demo(work_dir: str | Path = "work_dirs/demo", iters: int | None = None, 
     if iters:
         preset.train.iters = iters
         preset.train.eval_interval = min(preset.train.eval_interval, iters)
-    result = train(preset, data, work_dir, progress=progress, validate=False)
+    result = train(preset, data, work_dir, progress=progress, validate=False, overwrite=True)  # a re-run starts anew
     model, cfg = load_model(result.work_dir / "final.safetensors")
-    seg = Segmenter(model, cfg)
+    seg = Segmenter(model, cfg, precision="fp32")  # the original arithmetic: `setr test` may pick bf16 (it says)
     val = build_dataset("folder", data, "val", cfg.num_classes)
     metrics = evaluate(seg, val, progress=progress)
-    metrics["iterations"] = result.iterations
-    (work_dir / "metrics.json").write_text(to_json(metrics))
+    metrics.update({"iterations": result.iterations, "precision": seg.precision, "mode": seg.mode})
+    atomic_write_text(work_dir / "metrics.json", to_json(metrics))
     overlays = work_dir / "overlays"
     overlays.mkdir(exist_ok=True)
     for i in range(min(6, len(val))):

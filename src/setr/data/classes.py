@@ -82,7 +82,36 @@ def classes_and_palette(dataset: str | None, num_classes: int,
         names, palette = DATASET_CLASSES[dataset]
         if len(names) == num_classes:
             return list(names), [tuple(c) for c in palette]
-    names = list(class_names) if class_names else [f"class_{i}" for i in range(num_classes)]
+    # names follow num_classes: a list of another length (a preset's, with model.num_classes changed) is not used
+    names = list(class_names) if class_names and len(class_names) == num_classes else generic_names(num_classes)
     if dataset in DATASET_CLASSES and num_classes <= len(DATASET_CLASSES[dataset][1]):
         return names, [tuple(c) for c in DATASET_CLASSES[dataset][1][:num_classes]]
     return names, make_palette(num_classes)
+
+
+def generic_names(num_classes: int) -> list[str]:
+    return [f"class_{i}" for i in range(num_classes)]
+
+
+def class_names_from(spec: str, num_classes: int) -> list[str]:
+    """``--classes``: a dataset name (cityscapes, ade20k, pascal_context) or a text file with one name per line;
+    its length must match ``num_classes``."""
+    from pathlib import Path
+
+    from ..errors import SetrError
+
+    if spec in DATASET_CLASSES:
+        names = list(DATASET_CLASSES[spec][0])
+        source = f"dataset {spec}"
+    else:
+        path = Path(spec)
+        if path.is_dir():
+            path = path / "classes.txt"
+        if not path.is_file():
+            raise SetrError(f"--classes {spec}: not a file with one class name per line, nor a dataset name "
+                            f"({', '.join(DATASET_CLASSES)})")
+        names = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+        source = str(path)
+    if len(names) != num_classes:
+        raise SetrError(f"--classes {spec}: {source} names {len(names)} classes, --num-classes is {num_classes}")
+    return names

@@ -43,12 +43,24 @@ def evaluate(segmenter: Segmenter, dataset: SegmentationDataset, dist_info: Dist
     return acc.compute(dataset.class_names)
 
 
+def _outside(labels: np.ndarray, num_classes: int, ignore_index: int | None) -> list[int]:
+    values = np.unique(labels)
+    return [int(v) for v in values if (v < 0 or v >= num_classes) and v != ignore_index]
+
+
 def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, num_classes: int, reduce_zero_label: bool = False,
-                     ignore_index: int = 255, class_names=None) -> dict:
+                     ignore_index: int = 255, class_names=None, ignore_out_of_range: bool = False) -> dict:
     """Score a folder of prediction PNGs against a folder of ground-truth PNGs, matched by relative path
-    (``<stem>.png``; Cityscapes ``*_gtFine_labelTrainIds.png`` ground truth matches ``*_leftImg8bit.png`` too)."""
+    (``<stem>.png``; Cityscapes ``*_gtFine_labelTrainIds.png`` ground truth matches ``*_leftImg8bit.png`` too).
+
+    A label outside ``0..num_classes-1`` (other than ``ignore_index``) in either file is an error naming the file
+    and the values, unless ``ignore_out_of_range`` (then such pixels count in no class, as the original did)."""
     from ..errors import SetrError
 
+    if num_classes < 1:
+        raise SetrError(f"--num-classes {num_classes}: expected a whole number >= 1")
+    if class_names is not None and len(class_names) != num_classes:
+        raise SetrError(f"{len(class_names)} class names for --num-classes {num_classes}")
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     for d in (pred_dir, gt_dir):
         if not d.is_dir():
@@ -79,6 +91,19 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, num_classes: int,
         if pred.shape != gt.shape:
             raise SetrError(f"{pred_path}: prediction is {pred.shape[1]}x{pred.shape[0]}, ground truth "
                             f"{gt.shape[1]}x{gt.shape[0]}")
+        if not ignore_out_of_range:
+            shift = 1 if reduce_zero_label else 0
+            valid = gt != ignore_index  # predictions at ignored pixels are not scored
+            for what, path, labels, allowed in (
+                    ("ground-truth", gt_path, gt[valid], f"{shift}..{num_classes - 1 + shift}, {ignore_index}"
+                                                         f"{' and 0' if shift else ''} = ignore"),
+                    ("predicted", pred_path, pred[valid], f"0..{num_classes - 1}")):
+                found = _outside(labels, num_classes, None)
+                if found:
+                    shown = ", ".join(str(v + (shift if what == "ground-truth" else 0)) for v in found[:8])
+                    raise SetrError(f"{path}: {what} label values {shown}{', ...' if len(found) > 8 else ''} are "
+                                    f"outside --num-classes {num_classes} ({allowed}); pass --ignore-out-of-range "
+                                    "to leave those pixels out of every class")
         acc.update(torch.from_numpy(pred.astype(np.int64)), torch.from_numpy(gt.astype(np.int64)))
         matched += 1
     result = acc.compute(class_names)

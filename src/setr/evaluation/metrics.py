@@ -89,7 +89,14 @@ def format_table(metrics: dict) -> str:
         iou = f"{row['IoU'] * 100:.2f}" if row["IoU"] is not None else "nan"
         acc = f"{row['Acc'] * 100:.2f}" if row["Acc"] is not None else "nan"
         lines.append(f"{row['class']:<24} {iou:>7} {acc:>7}")
-    lines.append(f"aAcc {metrics['aAcc'] * 100:.2f}  mIoU {metrics['mIoU'] * 100:.2f}  mAcc {metrics['mAcc'] * 100:.2f}")
+    summary = f"aAcc {metrics['aAcc'] * 100:.2f}  mIoU {metrics['mIoU'] * 100:.2f}  mAcc {metrics['mAcc'] * 100:.2f}"
+    precision = metrics.get("precision")
+    if precision:  # the numbers depend on it: say which arithmetic produced them
+        summary += f"  (precision {precision}"
+        if precision != "fp32":
+            summary += "; --precision fp32 gives the original arithmetic, as `setr demo` evaluates"
+        summary += ")"
+    lines.append(summary)
     return "\n".join(lines)
 
 
