@@ -1,5 +1,6 @@
 """HLG image classifiers registered with timm: after ``import setr``, ``timm.create_model("hlg_tiny",
-num_classes=10, drop_path_rate=0.1)`` works like any timm model (registry, default configs, feature info).
+num_classes=10, drop_path_rate=0.1)`` works like any timm model (registry, default configs, feature info;
+``features_only=True, out_indices=(1, 2, 3)`` returns the stage maps, ``model.forward_intermediates(x)`` too).
 
 No pretrained weights are hosted; the authors' released ImageNet checkpoints load from a local file with
 ``load_hlg_checkpoint`` (or ``timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=PATH))``),
@@ -40,8 +41,11 @@ def checkpoint_filter_fn(state_dict: dict[str, Any], model: HLG) -> dict[str, An
 
 def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> HLG:
     args = {**HLG_VARIANTS[variant], **kwargs}
+    # features_only=True: timm's FeatureGetterNet over HLG.forward_intermediates (the four stage maps at
+    # strides 4, 8, 16, 32; ``out_indices`` picks among them)
     return build_model_with_cfg(HLG, f"hlg_{variant}", pretrained, pretrained_filter_fn=checkpoint_filter_fn,
-                                pretrained_strict=False, **args)
+                                pretrained_strict=False,
+                                feature_cfg=dict(out_indices=(0, 1, 2, 3), feature_cls="getter"), **args)
 
 
 @register_model
@@ -64,17 +68,20 @@ def hlg_large(pretrained: bool = False, **kwargs: Any) -> HLG:
     return _create("large", pretrained, **kwargs)
 
 
-def read_hlg_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+def read_hlg_state_dict(path: str | os.PathLike, trust_checkpoint: bool = False) -> dict[str, torch.Tensor]:
     from ..checkpoints import read_state_dict
 
-    return read_state_dict(path)  # unwraps {'model': ...}, {'state_dict': ...} and module. prefixes
+    # unwraps {'model': ...}, {'state_dict': ...} and module. prefixes; .pth read with weights_only=True
+    return read_state_dict(path, trust_checkpoint)
 
 
-def load_hlg_checkpoint(path: str | os.PathLike, variant: str | None = None, **kwargs: Any) -> tuple[HLG, dict]:
+def load_hlg_checkpoint(path: str | os.PathLike, variant: str | None = None, trust_checkpoint: bool = False,
+                        **kwargs: Any) -> tuple[HLG, dict]:
     """Build the HLG a checkpoint holds and load it strictly. Depths, widths, heads and the class count come
     from the file's keys; ``variant`` is checked against the widths (a checkpoint of another variant is an
-    error) and a depth difference is reported, not refused (Medium/Large were released with several depths)."""
-    sd = read_hlg_state_dict(path)
+    error) and a depth difference is reported, not refused (Medium/Large were released with several depths).
+    ``trust_checkpoint``: load pickled Python objects other than tensors too (unsafe: only for trusted files)."""
+    sd = read_hlg_state_dict(path, trust_checkpoint)
     try:
         arch = infer_hlg_kwargs(sd)
     except (KeyError, ValueError) as exc:

@@ -472,6 +472,9 @@ class HLG(nn.Module):
         if dense:
             for s in range(3):
                 self.add_module(f"norm_out_{s}", nn.LayerNorm(self.embed_dims[s], eps=norm_eps))
+        # timm's feature metadata: the four stage maps (``features_only`` / ``forward_intermediates``)
+        self.feature_info = [dict(num_chs=self.embed_dims[s], reduction=2 ** (s + 2), module=f"block{s + 1}")
+                             for s in range(4)]
         self.apply(init_linear_and_norm)
 
     @property
@@ -484,6 +487,15 @@ class HLG(nn.Module):
             return self.norm
         return getattr(self, f"norm_out_{s}") if self.dense else None
 
+    def _run_stage(self, stage: nn.ModuleList, x: torch.Tensor,
+                   hw: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
+        for blk in stage:
+            if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+                x, hw = torch.utils.checkpoint.checkpoint(blk, x, hw, use_reentrant=False)
+            else:
+                x, hw = blk(x, hw)
+        return x, hw
+
     def forward_stages(self, x: torch.Tensor) -> list[tuple[torch.Tensor, tuple[int, int]]]:
         """(B, 3, H, W) -> per stage: (normed tokens (B, h*w, C_s), (h, w)); h = ceil(H / 2^(s+2))."""
         x = self.s0_conv(x)  # (B, C0, ceil(H/2), ceil(W/2))
@@ -491,11 +503,7 @@ class HLG(nn.Module):
         x = nchw_to_tokens(x)
         outs = []
         for s, stage in enumerate(self.stages):
-            for blk in stage:
-                if self.grad_checkpointing and self.training and torch.is_grad_enabled():
-                    x, hw = torch.utils.checkpoint.checkpoint(blk, x, hw, use_reentrant=False)
-                else:
-                    x, hw = blk(x, hw)
+            x, hw = self._run_stage(stage, x, hw)
             norm = self.stage_norm(s)
             if norm is not None:
                 x = norm(x)  # dense mode: the normed tensor also feeds the next stage
@@ -523,6 +531,100 @@ class HLG(nn.Module):
         if self.dense:
             return self.forward_dense(x)
         return self.forward_head(self.forward_features(x))
+
+    # ------------------------------------------------------------------ timm API (features_only, heads)
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+    def get_classifier(self) -> nn.Module:
+        return self.head if self.num_classes else nn.Identity()
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A new ``head`` for ``num_classes`` (0 removes it: ``forward`` returns the pooled features).
+        Pooling is always the token mean; ``global_pool`` is accepted for timm's signature only."""
+        if global_pool not in (None, "", "avg"):
+            raise ValueError(f"HLG pools by the token mean only, got global_pool={global_pool!r}")
+        self.num_classes = int(num_classes)
+        if hasattr(self, "head"):
+            del self.head
+        if self.num_classes:
+            self.head = nn.Linear(self.num_features, self.num_classes)
+            init_linear_and_norm(self.head)
+
+    def forward_intermediates(self, x: torch.Tensor, indices: int | Sequence[int] | None = None,
+                              norm: bool = False, stop_early: bool = False, output_fmt: str = "NCHW",
+                              intermediates_only: bool = False
+                              ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """timm's feature API: the stage maps selected by ``indices`` (None: all four; an int n: the last n;
+        a sequence: those stages, negative from the end), each (B, C_s, ceil(H / 2^(s+2)), ceil(W / 2^(s+2)))
+        (``output_fmt="NHWC"``: channels last). Dense models return their stage maps after ``norm_out_s`` (they
+        are part of the forward path); the last map gets the final ``norm`` only with ``norm=True``. Returns the
+        maps, or ``(forward_features(x), maps)`` unless ``intermediates_only``."""
+        from timm.models._features import feature_take_indices
+
+        if output_fmt not in ("NCHW", "NHWC"):
+            raise ValueError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
+        stages = [st for st in self.stages if len(st)]  # prune_intermediate_layers empties the later stages
+        take, max_index = feature_take_indices(len(stages), indices)
+        if stop_early:
+            stages = stages[:max_index + 1]
+        x = self.s0_conv(x)
+        hw = (x.shape[-2], x.shape[-1])
+        x = nchw_to_tokens(x)
+        intermediates = []
+        last = 3
+        for s, stage in enumerate(stages):
+            x, hw = self._run_stage(stage, x, hw)
+            if s < last and self.dense:
+                x = self.stage_norm(s)(x)  # the dense stage norms feed the next stage
+            if s in take:
+                inter = self.norm(x) if (norm and s == last) else x
+                inter = tokens_to_nchw(inter, hw)
+                intermediates.append(inter.permute(0, 2, 3, 1) if output_fmt == "NHWC" else inter)
+        if intermediates_only:
+            return intermediates
+        if len(stages) == 4:
+            x = self.norm(x)
+        return x, intermediates
+
+    def prune_intermediate_layers(self, indices: int | Sequence[int] = 1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> list[int]:
+        """Drop the stages after the last index wanted (and the final norm / head); returns the indices."""
+        from timm.models._features import feature_take_indices
+
+        take, max_index = feature_take_indices(4, indices)
+        for s in range(max_index + 1, 4):
+            setattr(self, f"block{s + 1}", nn.ModuleList())
+            if self.dense and s < 3:
+                setattr(self, f"norm_out_{s}", nn.Identity())
+        if prune_norm or max_index < 3:
+            self.norm = nn.Identity()
+        if max_index < 3:
+            self.num_features = self.embed_dims[max_index]
+        if prune_head or max_index < 3:
+            self.reset_classifier(0)
+        return take
+
+    # ------------------------------------------------------------------ pretrained folders (setr.pretrained)
+    def save_pretrained(self, save_directory: str, **kwargs: Any):
+        """Write ``config.json``, ``model.safetensors`` and a ``README.md`` model card (see
+        :func:`setr.pretrained.save_pretrained`; ``push_to_hub=True, repo_id=...`` uploads the folder)."""
+        from ..pretrained import save_pretrained
+
+        return save_pretrained(self, save_directory, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, **kwargs: Any) -> "HLG":
+        """An HLG from a pretrained folder or a Hugging Face Hub repo id (see :func:`setr.pretrained.load`)."""
+        from ..pretrained import from_pretrained
+
+        return from_pretrained(name_or_path, kind="classification", **kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Save to a temporary folder and upload it to ``repo_id`` on the Hugging Face Hub."""
+        from ..pretrained import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------------------------
