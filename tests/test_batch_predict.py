@@ -127,3 +127,30 @@ def test_torchrun_two_cpu_processes_write_exactly_what_one_process_writes(images
     assert (s2["images"], s2["per_rank"], s2["processes"]) == (7, [4, 3], 2)
     for s in (s1, s2):
         assert s["seconds"] > 0 and s["images_per_s"] == pytest.approx(s["images"] / s["seconds"], rel=0.01)
+
+
+def test_an_unreadable_image_is_skipped_and_named(tmp_path, capsys):
+    """One bad file in a folder costs that file, not the run: the rest is written, the failure is named in the
+    summary, and the exit status is non-zero."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from setr.cli import main
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a", "c"):
+        Image.fromarray(np.full((40, 48, 3), 120, np.uint8)).save(folder / f"{name}.png")
+    (folder / "b.png").write_bytes(b"this is not a png")
+    code = main(["predict", "setr_demo_pup_tiny_64x64_shapes", str(folder), "--out", str(tmp_path / "out"),
+                 "--no-progress", "--workers", "0"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert (tmp_path / "out" / "a.png").is_file() and (tmp_path / "out" / "c.png").is_file()
+    assert not (tmp_path / "out" / "b.png").exists()
+    assert "skipped" in captured.err and "b.png" in captured.err
+    summary = json.loads((tmp_path / "out" / "predict_summary.json").read_text())
+    assert summary["images"] == 2 and [f["path"] for f in summary["failed"]] == [str(folder / "b.png")]
+    assert "1 image(s) could not be read and were skipped: b.png" in captured.out

@@ -18,6 +18,7 @@ output folder on a shared file system.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -28,12 +29,10 @@ import torch
 
 from .errors import SetrError
 
-try:  # the lead moves image reading into setr.io.images (OpenCV decoding)
-    from .io.images import find_images, read_image
-except ImportError:  # pragma: no cover - older layout
-    from .inference import find_images, read_image
+from .io.images import find_images, read_image
 
 SUMMARY_NAME = "predict_summary.json"
+logger = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------------------------------- naming
@@ -72,9 +71,13 @@ class ImageFiles(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i: int) -> tuple[int, np.ndarray]:
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray | str]:
+        """(index, image), or (index, the one-line reason) for a file that cannot be read: the run goes on."""
         index = self.indices[i]
-        return index, read_image(self.paths[index])
+        try:
+            return index, read_image(self.paths[index])
+        except SetrError as exc:
+            return index, str(exc)
 
 
 def _keep_list(batch: list) -> list:
@@ -85,36 +88,7 @@ def _keep_list(batch: list) -> list:
 def segment_batch(seg, images: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Label maps of images of one size, run through the network together (the Segmenter's own test pipeline:
     its views, resizing, normalisation, inference mode and precision)."""
-    if len(images) == 1:
-        return [seg.predict(images[0])]
-    with torch.inference_mode():
-        return _segment_same_size(seg, images)
-
-
-def _segment_same_size(seg, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-    from .inference import flip_image, normalise_image, resize_image
-    from .precision import autocast
-
-    ori_hw = images[0].shape[:2]
-    if any(im.shape[:2] != ori_hw for im in images):
-        raise SetrError("segment_batch: images of one size only")
-    t = seg.cfg.test
-    views = seg.views(ori_hw)
-    resized: dict[tuple[int, int], torch.Tensor] = {}
-    total = None
-    for view in views:
-        if view.size not in resized:
-            resized[view.size] = torch.stack([normalise_image(resize_image(im, view.size), seg.cfg.mean, seg.cfg.std)
-                                              for im in images]).to(seg.device)
-        x = resized[view.size]
-        if view.flip:
-            x = flip_image(x, view.flip)
-        with autocast(seg.precision, seg.device):
-            probs = seg.model.inference(x, seg.mode, t.crop_size, t.stride, ori_hw, view.flip, seg.window_batch)
-        total = probs if total is None else total + probs
-    labels = (total / len(views)).argmax(1).cpu().numpy()
-    dtype = np.uint8 if seg.cfg.num_classes <= 256 else np.int32
-    return [lab.astype(dtype) for lab in labels]
+    return [s.labels for s in seg.segment_batch(images)]
 
 
 def _same_size_runs(items: list[tuple[int, np.ndarray]]) -> list[list[tuple[int, np.ndarray]]]:
@@ -190,8 +164,13 @@ def predict_files(seg, inputs: Iterable[str | os.PathLike], out_dir: str | os.Pa
         written: list[Path] = []
         bar = tqdm(total=len(mine), desc=f"predict[{rank}]" if distributed else "predict", unit="img",
                    disable=not progress or rank != 0)
+        failed: list[dict[str, str]] = []
         for batch in loader:
-            for run in _same_size_runs(batch):
+            for index, error in [(i, im) for i, im in batch if isinstance(im, str)]:
+                logger.warning(f"skipped: {error}")
+                failed.append({"path": str(paths[index]), "error": error})
+                bar.update(1)
+            for run in _same_size_runs([(i, im) for i, im in batch if not isinstance(im, str)]):
                 labels = segment_batch(seg, [im for _, im in run])
                 for (index, image), lab in zip(run, labels):
                     written.append(write_outputs(seg, image, lab, out, stems[index]))
@@ -201,13 +180,14 @@ def predict_files(seg, inputs: Iterable[str | os.PathLike], out_dir: str | os.Pa
         per_rank, seconds = [len(written)], local_seconds
         if distributed:
             gathered: list[Any] = [None] * world
-            dist.all_gather_object(gathered, (len(written), local_seconds))
-            per_rank = [int(n) for n, _ in gathered]
-            seconds = max(float(s) for _, s in gathered)
+            dist.all_gather_object(gathered, (len(written), local_seconds, failed))
+            per_rank = [int(n) for n, _, _ in gathered]
+            seconds = max(float(s) for _, s, _ in gathered)
+            failed = [f for _, _, fs in gathered for f in fs]
         summary = {"images": int(sum(per_rank)), "per_rank": per_rank, "seconds": round(seconds, 3),
                    "images_per_s": round(sum(per_rank) / seconds, 3) if seconds > 0 else None,
                    "processes": world, "batch_size": batch_size, "workers": workers, "device": str(seg.device),
-                   "precision": seg.precision, "mode": seg.mode, "aug": bool(seg.aug)}
+                   "precision": seg.precision, "mode": seg.mode, "aug": bool(seg.aug), "failed": failed}
         if write_summary and rank == 0:
             from .outputs import atomic_write_text
 
@@ -223,6 +203,11 @@ def predict_files(seg, inputs: Iterable[str | os.PathLike], out_dir: str | os.Pa
 def format_summary(summary: dict[str, Any], out_dir: str | os.PathLike) -> str:
     per = ", ".join(str(n) for n in summary["per_rank"])
     rate = summary["images_per_s"]
-    return (f"wrote {summary['images']} label maps and overlays to {out_dir} in {summary['seconds']:.2f} s "
+    text = (f"wrote {summary['images']} label maps and overlays to {out_dir} in {summary['seconds']:.2f} s "
             f"({rate if rate is not None else '-'} images/s; {summary['processes']} process(es), per rank [{per}]; "
             f"summary in {Path(out_dir) / SUMMARY_NAME})")
+    failed = summary.get("failed") or []
+    if failed:
+        names = ", ".join(Path(f["path"]).name for f in failed[:5]) + (f" (+{len(failed) - 5} more)" if len(failed) > 5 else "")
+        text += f"; {len(failed)} image(s) could not be read and were skipped: {names}"
+    return text

@@ -194,7 +194,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if summary["rank"] == 0:  # torchrun: every process predicts its shard, rank 0 reports
         print(format_summary(summary, args.out) + f" (mode={seg.mode}, aug={'ms+flip' if seg.aug else 'off'}, "
               f"device={seg.device}, precision={seg.precision})")
-    return 0
+    return 1 if summary.get("failed") else 0  # the rest is written; the exit status says not everything was
 
 
 # --------------------------------------------------------------------------- train / test / evaluate / demo

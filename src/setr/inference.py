@@ -159,22 +159,28 @@ class Segmenter:
         """The test-time views of an (H, W) image, in the original's order."""
         return views_for(ori_hw, self.cfg.test, self.aug)
 
-    @torch.inference_mode()
     def segment(self, image: np.ndarray | str | os.PathLike | Image.Image) -> Segmentation:
         """Class probabilities (K, H, W, fp32) and the label map (H, W) at the image's own size, in one pass."""
+        return self.segment_batch([image])[0]
+
+    @torch.inference_mode()
+    def segment_batch(self, images: Sequence[np.ndarray | str | os.PathLike | Image.Image]) -> list[Segmentation]:
+        """``segment`` for images of one size, run through the network together (a batch of one is ``segment``)."""
         from .precision import autocast
 
-        image = self._as_array(image)
-        ori_hw = image.shape[:2]
+        arrays = [self._as_array(im) for im in images]
+        ori_hw = arrays[0].shape[:2]
+        if any(a.shape[:2] != ori_hw for a in arrays):
+            raise SetrError("segment_batch: the images must all have one size")
         t = self.cfg.test
         views = self.views(ori_hw)
-        on_windows = self._warn_if_large(image, views)
+        on_windows = self._warn_if_large(arrays[0], views)
         resized: dict[tuple[int, int], torch.Tensor] = {}
         total = None
         for view in views:
             if view.size not in resized:  # resize on uint8 with OpenCV, then normalise (the original's order)
-                x = normalise_image(resize_image(image, view.size), self.cfg.mean, self.cfg.std)
-                resized[view.size] = x[None].to(self.device)
+                resized[view.size] = torch.stack([normalise_image(resize_image(a, view.size), self.cfg.mean,
+                                                                  self.cfg.std) for a in arrays]).to(self.device)
             x = resized[view.size]
             if view.flip:
                 x = flip_image(x, view.flip)
@@ -184,9 +190,9 @@ class Segmenter:
             total = probs if total is None else total + probs
         if on_windows is not None:
             on_windows.close()
-        probs = (total / len(views))[0]
-        labels = probs.argmax(0).cpu().numpy()
-        return Segmentation(probs, labels.astype(np.uint8 if self.cfg.num_classes <= 256 else np.int32))
+        probs = total / len(views)
+        labels = probs.argmax(1).cpu().numpy().astype(np.uint8 if self.cfg.num_classes <= 256 else np.int32)
+        return [Segmentation(p, lab) for p, lab in zip(probs, labels)]
 
     def _warn_if_large(self, image: np.ndarray, views: list[View]):
         """Warn when the network will see far more pixels than the preset's test scale (slow, memory hungry:
