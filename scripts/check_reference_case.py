@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # run from
 import torch  # noqa: E402
 
 from setr.errors import SetrError  # noqa: E402
-from setr.reference import check_case, load_case  # noqa: E402
+from setr.parity.check import check_case, load_case  # noqa: E402
 
 
 def main(argv: list[str]) -> int:

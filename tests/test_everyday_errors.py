@@ -415,8 +415,8 @@ def test_demo_reports_its_precision(tmp_path, capsys, monkeypatch):
     import setr.demo
 
     real = setr.demo.run_demo
-    monkeypatch.setattr(setr.demo, "run_demo", lambda work_dir, iters=None, progress=True: real(
-        work_dir, iters=iters, progress=progress, n_train=4, n_val=2))
+    monkeypatch.setattr(setr.demo, "run_demo", lambda work_dir, iters=None, progress=True, **kw: real(
+        work_dir, iters=iters, progress=progress, n_train=4, n_val=2, **kw))
     assert main(["demo", "--work-dir", str(tmp_path / "demo"), "--iters", "1", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "precision fp32" in out and "demo mIoU" in out

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from setr.config import build_model
-from setr.reference import check_case, load_case, setr_config_from_reference
+from setr.parity.check import check_case, load_case
+from setr.parity.setr import setr_config_from_reference
 
 from conftest import FIXTURES, SETR_CASES
 

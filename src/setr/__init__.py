@@ -1,6 +1,5 @@
 """SETR: vision transformers for semantic segmentation (the original SETR family, for today's PyTorch)."""
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .checkpoints import load_model, save_model
 from .config import ModelConfig, build_model
 from .errors import SetrError

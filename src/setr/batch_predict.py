@@ -114,7 +114,7 @@ def write_outputs(seg, image: np.ndarray, labels: np.ndarray, out: Path, stem: s
 # --------------------------------------------------------------------------------------------------- processes
 def local_device(name: str | None) -> str:
     """The device for this process: ``cuda:LOCAL_RANK`` under torchrun when CUDA is wanted without an index."""
-    from .engine.common import resolve_device
+    from .dist import resolve_device
 
     device = resolve_device(name)
     if device == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:

@@ -91,32 +91,12 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        from .overrides import dataclass_from_dict
+
         d = dict(d)
-        bb = dict(d.pop("backbone", {}))
-        for key in ("img_size", "mla_index", "embed_dims", "stage_heads", "depths"):
-            if bb.get(key) is not None:
-                bb[key] = _as_tuple(bb[key])
-        test = dict(d.pop("test", {}))
-        for key in ("crop_size", "stride", "img_scale"):
-            if test.get(key) is not None:
-                test[key] = _as_tuple(test[key])
-        if "aug_ratios" in test:
-            test["aug_ratios"] = tuple(float(r) for r in test["aug_ratios"])
-        if "flip_directions" in test:
-            test["flip_directions"] = tuple(test["flip_directions"])
-        for key in ("mean", "std"):
-            if key in d:
-                d[key] = tuple(d[key])
         if d.get("class_names") is not None and len(d["class_names"]) != d.get("num_classes", len(d["class_names"])):
             d["class_names"] = None  # saved before names followed num_classes: the preset's list, not this model's
-        return cls(backbone=BackboneConfig(**bb), decode_head=HeadConfig(**d.pop("decode_head", {})),
-                   aux_heads=[HeadConfig(**h) for h in d.pop("aux_heads", [])], test=TestConfig(**test), **d)
-
-
-def _as_tuple(v: Any) -> tuple[int, ...]:
-    if isinstance(v, int):
-        return (v, v)
-    return tuple(int(x) for x in v)
+        return dataclass_from_dict(cls, d)
 
 
 def validate_model_config(cfg: ModelConfig) -> None:

@@ -3,13 +3,19 @@ write ``metrics.json`` and overlays of a few validation images."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
+from typing import Callable
 
 from PIL import Image
 
+log = logging.getLogger(__name__)
+
 
 def run_demo(work_dir: str | Path = "work_dirs/demo", iters: int | None = None, progress: bool = True,
-             n_train: int = 200, n_val: int = 40) -> dict:
+             n_train: int = 200, n_val: int = 40, say: Callable[[str], None] | None = None) -> dict:
+    """Returns the metrics; progress lines go to ``say`` (the command line passes ``print``), else to the log."""
+    say = say or log.info
     from .checkpoints import load_model
     from .data.datasets import build_dataset
     from .data.synthetic import write_folder
@@ -23,7 +29,7 @@ def run_demo(work_dir: str | Path = "work_dirs/demo", iters: int | None = None, 
     work_dir = ensure_writable_dir(work_dir, "--work-dir")
     data = work_dir / "data"
     if not (data / "classes.txt").is_file():
-        print(f"generating {n_train} + {n_val} images of textured shapes in {data}")
+        say(f"generating {n_train} + {n_val} images of textured shapes in {data}")
         write_folder(data, n_train=n_train, n_val=n_val, size=(DEMO_SIZE, DEMO_SIZE), seed=0)
     preset = demo_preset()
     if iters:
@@ -42,5 +48,5 @@ def run_demo(work_dir: str | Path = "work_dirs/demo", iters: int | None = None, 
         image = val.load_image(i)
         Image.fromarray(seg.overlay(image, seg.predict(image))).resize((4 * DEMO_SIZE, 4 * DEMO_SIZE), 0).save(
             overlays / f"{val.samples[i].name}.png")
-    print(format_table(metrics))
+    say(format_table(metrics))
     return json.loads(to_json(metrics))

@@ -129,7 +129,8 @@ class Segmenter:
         ``"model.test.flip_directions=[horizontal,vertical]"``) applied to the preset, or to the config stored in
         one of our checkpoints."""
         from .checkpoints import config_for, load_model, read_config
-        from .overrides import apply_model_overrides, resolved_preset
+        from .overrides import apply_model_overrides
+        from .presets import resolved_preset
 
         if preset:
             preset_cfg = resolved_preset(preset, overrides).model
@@ -149,7 +150,7 @@ class Segmenter:
         """A preset's model (``overrides`` as ``--set``), with weights from ``checkpoint`` (random without one)."""
         if checkpoint is not None:
             return cls.from_checkpoint(checkpoint, preset, overrides=overrides, **kwargs)
-        from .overrides import resolved_preset
+        from .presets import resolved_preset
 
         cfg = resolved_preset(preset, overrides).model
         return cls(build_model(cfg, with_aux=False), cfg, **kwargs)

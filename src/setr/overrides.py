@@ -21,8 +21,9 @@ def _parse(text: str) -> Any:
         return text
 
 
-def _coerce(value: Any, annotation: Any, key: str) -> Any:
-    """Fit a parsed value to a dataclass field's type (tuples from lists, dataclasses from dicts)."""
+def coerce_value(value: Any, annotation: Any, key: str) -> Any:
+    """Fit a parsed value to a dataclass field's type (tuples from lists, dataclasses from dicts): the one
+    coercer behind ``--set``, :func:`dataclass_from_dict` and every ``from_dict``."""
     origin = get_origin(annotation)
     args = [a for a in get_args(annotation) if a is not type(None)]
     if value is None:
@@ -48,6 +49,32 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     return value
 
 
+def dataclass_from_dict(klass: Any, values: dict[str, Any], *, ignore_unknown: bool = False,
+                        prefix: str = "") -> Any:
+    """``klass(**values)`` with every value fitted to its field's type by :func:`coerce_value`; nested
+    dataclass fields (and lists of them) are built from their dicts the same way. Keys that are not fields are
+    dropped with ``ignore_unknown``, refused otherwise."""
+    hints = get_type_hints(klass)
+    names = {f.name for f in dataclasses.fields(klass)}
+    kwargs = {}
+    for k, v in values.items():
+        if k not in names:
+            if ignore_unknown:
+                continue
+            raise SetrError(f"{prefix}{k}: unknown key in {klass.__name__} (known: {', '.join(sorted(names))})")
+        ann = hints[k]
+        item = [a for a in get_args(ann) if a is not type(None)]
+        if dataclasses.is_dataclass(ann) and isinstance(v, dict):
+            v = dataclass_from_dict(ann, v, ignore_unknown=ignore_unknown, prefix=f"{prefix}{k}.")
+        elif get_origin(ann) is list and item and dataclasses.is_dataclass(item[0]) and isinstance(v, (list, tuple)):
+            v = [dataclass_from_dict(item[0], x, ignore_unknown=ignore_unknown, prefix=f"{prefix}{k}.{i}.")
+                 if isinstance(x, dict) else x for i, x in enumerate(v)]
+        else:
+            v = coerce_value(v, ann, f"{prefix}{k}")
+        kwargs[k] = v
+    return klass(**kwargs)
+
+
 def _item_types(annotation: Any) -> set:
     """Element types of a tuple annotation (``tuple[str, ...]`` -> {str}), also inside ``X | None``."""
     out = set()
@@ -55,14 +82,6 @@ def _item_types(annotation: Any) -> set:
         if get_origin(a) is tuple:
             out.update(t for t in get_args(a) if t is not Ellipsis)
     return out
-
-
-def resolved_preset(name: str, assignments: Sequence[str] = ()):
-    """The named preset (a fresh copy) with ``--set`` assignments applied: the one way every command and API
-    turns a preset name plus overrides into a configuration."""
-    from .presets import get_preset
-
-    return apply_overrides(get_preset(name), list(assignments or ()))
 
 
 @dataclasses.dataclass
@@ -108,7 +127,7 @@ def apply_overrides(obj: Any, assignments: Sequence[str]) -> Any:
                 raise SetrError(f"--set {key}: unknown key {part!r} in {where} (known: {', '.join(names)})")
             if last:
                 hints = get_type_hints(type(target))
-                setattr(target, part, _coerce(_parse(raw), hints[part], key))
+                setattr(target, part, coerce_value(_parse(raw), hints[part], key))
             else:
                 target = getattr(target, part)
     return obj

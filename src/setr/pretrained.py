@@ -126,7 +126,7 @@ def upload_folder(folder: str | os.PathLike, repo_id: str, *, token: str | None 
 def describe(obj: Any, *, config: Any = None, preset: str | None = None, class_names: list[str] | None = None,
              categories: list[dict] | None = None, source: str | None = None) -> tuple[str, nn.Module, dict]:
     """(kind, model, config.json content) for something ``save_pretrained`` accepts."""
-    from . import __version__
+    from ._version import __version__
     from .inference import Segmenter
     from .models.hlg import HLG
     from .models.segmentor import EncoderDecoder
@@ -216,7 +216,7 @@ def _is_retinanet_hlg(obj: Any) -> bool:
 
 def _detection_config(model: nn.Module, config: Any, preset: str | None, categories: list[dict] | None,
                       class_names: list[str] | None) -> dict:
-    from .detection.presets import DetectionPreset, DetModelConfig
+    from .presets.detection import DetectionPreset, DetModelConfig
 
     if isinstance(config, DetectionPreset):
         preset, config = preset or config.name, config.model
@@ -366,7 +366,7 @@ def resolve_file(name_or_path: str | os.PathLike, filename: str, *, revision: st
                         "Hugging Face Hub repo id, got a file")
     from huggingface_hub import hf_hub_download
 
-    from . import __version__
+    from ._version import __version__
 
     try:
         return Path(hf_hub_download(repo_id=str(name_or_path), filename=filename, revision=revision,
@@ -426,7 +426,7 @@ def load_pretrained(name_or_path: str | os.PathLike, *, kind: str | None = None,
                                     "first_conv": "s0_conv.0.0"}
         else:
             from .detection.model import build_retinanet_hlg
-            from .detection.presets import DetectionPreset
+            from .presets.detection import DetectionPreset
 
             det = DetectionPreset.from_dict({"name": conf.get("preset") or "pretrained", "model": conf["model"]})
             det.model.pretrained = None
@@ -501,7 +501,7 @@ def convert_weights(source: str | os.PathLike, out_dir: str | os.PathLike, *, pr
 def _preset_kind(name: str | None) -> str | None:
     if name is None:
         return None
-    from .detection.presets import list_detection_presets
+    from .presets.detection import list_detection_presets
     from .presets import is_classifier_preset
 
     if name in list_detection_presets():
@@ -613,7 +613,7 @@ def _classification_from_state(path: Path, sd: dict, preset: str | None, trained
 
 def _detection_from_file(path: Path, state: dict, meta: dict, preset: str | None, trust: bool):
     from .detection.engine import load_detector
-    from .detection.presets import DetectionPreset, get_detection_preset
+    from .presets.detection import DetectionPreset, get_detection_preset
 
     if isinstance(meta.get("config"), dict):
         p = DetectionPreset.from_dict(meta["config"])  # the trained configuration, overrides included

@@ -20,8 +20,8 @@ def test_presets_and_sizes():
     assert set(NAMES) <= {p.name for p in list_presets()}
     p = get_preset("setr_pup_hlg_small_768x768_40k_cityscapes_bs_16")
     counts = segmentor_param_counts(build_on_meta(build_model, p.model))
-    assert counts["backbone"] == 23_505_348  # the dense Small backbone (spec table)
-    assert counts["decode_head"] == 13_520_115  # HLGUPHead, S/M inputs, 512 channels, 19 classes (spec)
+    assert counts["backbone"] == 23_505_348  # the dense Small backbone (the original's count)
+    assert counts["decode_head"] == 13_520_115  # HLGUPHead, S/M inputs, 512 channels, 19 classes
     assert p.train.optimizer == "adamw" and p.train.lr == 6e-5 and p.train.warmup_iters == 1500
     assert p.model.aux_heads[0].type == "fcn" and p.model.aux_heads[0].in_index == 2
     large = get_preset("setr_pup_hlg_large_512x512_160k_ade20k_bs_16")

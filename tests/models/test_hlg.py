@@ -8,7 +8,7 @@ from setr.errors import SetrError
 from setr.models.heads.hlg_up import HLGUPHead, head_global_offsets
 from setr.models.hlg import (HLG, HLG_VARIANTS, Grouping, create_hlg, global_token_offsets, infer_depths,
                              infer_hlg_kwargs, load_hlg_state_dict, nchw_to_tokens, relative_offsets)
-from setr.reference_hlg import build_from_reference, check_hlg_case
+from setr.parity.hlg import build_from_reference, check_hlg_case
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "hlg_reference"
 CASES = sorted(p for p in FIXTURES.glob("*.pt") if not p.stem.endswith("_trace"))
@@ -73,7 +73,7 @@ def test_state_dict_keys_and_order_are_the_originals(path):
 
 # ---------------------------------------------------------------------------------------------------- sizes
 
-PARAMS = {  # spec section 7: 1000-class classifier at 224 (published 11 / 24 / 43? / 84 M)
+PARAMS = {  # 1000-class classifier at 224 (published 11 / 24 / 43? / 84 M)
     "tiny": (11_035_824, 10_523_720),
     "small": (24_273_004, 23_505_348),
     "medium": (39_978_412, 39_210_756),

@@ -8,7 +8,7 @@ from conftest import tiny_config
 
 
 def test_slide_windows_original_grid():
-    # Cityscapes example of the spec: 1025x2049, crop 768, stride 512 -> 2 x 4 windows
+    # a Cityscapes image: 1025x2049, crop 768, stride 512 -> 2 x 4 windows
     wins = slide_windows(1025, 2049, (768, 768), (512, 512))
     assert len(wins) == 8
     assert sorted({w[0] for w in wins}) == [0, 257]

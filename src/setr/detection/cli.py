@@ -10,7 +10,7 @@ from ..errors import SetrError
 
 def _preset(args: argparse.Namespace):
     from ..overrides import apply_overrides
-    from .presets import get_detection_preset
+    from ..presets.detection import get_detection_preset
 
     p = get_detection_preset(args.preset)
     apply_overrides(p, getattr(args, "set", None) or [])
@@ -18,7 +18,7 @@ def _preset(args: argparse.Namespace):
 
 
 def _device(name: str | None) -> str:
-    from ..engine.common import resolve_device
+    from ..dist import resolve_device
 
     return resolve_device(name)
 

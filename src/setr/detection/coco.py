@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from ..errors import SetrError
+from ..io.images import open_rgb_pil
 
 log = logging.getLogger(__name__)
 
@@ -138,17 +139,12 @@ class CocoDetection(torch.utils.data.Dataset):
         return self.img_dir / self.coco.imgs[self.ids[index]]["file_name"]
 
     def __getitem__(self, index: int):
-        from PIL import Image
         from torchvision import tv_tensors
         from torchvision.transforms.v2 import functional as TF
 
         img_id = self.ids[index]
         path = self.image_path(index)
-        try:
-            with Image.open(path) as im:
-                img = TF.pil_to_tensor(im.convert("RGB"))
-        except Exception as exc:  # noqa: BLE001
-            raise SetrError(f"{path}: unreadable image ({type(exc).__name__}: {exc})") from None
+        img = TF.pil_to_tensor(open_rgb_pil(path))
         boxes, labels = self._targets[img_id]
         h, w = img.shape[-2:]
         boxes = tv_tensors.BoundingBoxes(boxes.clone(), format="XYXY", canvas_size=(h, w))

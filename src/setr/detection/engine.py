@@ -6,7 +6,7 @@ iteration (a ``LambdaLR``). Training runs in the shared loop (:mod:`setr.engine.
 ``work_dir/epoch_N.pth`` (and every ``checkpoint_interval`` iterations ``iter_N.pth``) is written atomically with
 model, optimizer, scheduler, scaler and RNG states; the data order and the augmentation are functions of the
 iteration, so ``resume`` continues bit-exactly, also from inside an epoch.
-torchrun DDP through :func:`setr.engine.distributed.init_distributed`; the preset's batch size is global.
+torchrun DDP through :func:`setr.dist.init_distributed`; the preset's batch size is global.
 """
 from __future__ import annotations
 
@@ -21,12 +21,13 @@ from torch import nn
 from ..checkpoints import atomic_write
 from ..engine.checkpoint import read_checkpoint
 from ..engine.common import newest_checkpoint
-from ..engine.distributed import DistInfo, all_reduce_sum
+from ..dist import DistInfo, all_reduce_sum
 from ..engine.loop import TrainTask, run_training
 from ..errors import SetrError
+from ..io.images import has_image_suffix, open_rgb_pil
 from .coco import CocoDetection, collate
 from .model import build_retinanet_hlg, param_groups
-from .presets import DetectionPreset, get_detection_preset
+from ..presets.detection import DetectionPreset, get_detection_preset
 
 CKPT_FORMAT = "setr-det-1"
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -354,9 +355,6 @@ def format_metrics(metrics: dict) -> str:
 
 
 # --------------------------------------------------------------------------------------------- prediction
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
-
 @torch.no_grad()
 def predict_images(model: nn.Module, paths: Sequence[str | Path], out_dir: str | Path,
                    class_names: Sequence[str], score_thresh: float = 0.3, device=None,
@@ -364,14 +362,13 @@ def predict_images(model: nn.Module, paths: Sequence[str | Path], out_dir: str |
     """Detect on each image file and write ``out_dir/<stem>_boxes.jpg`` with the boxes drawn; a folder in
     ``paths`` stands for its images. Returns the written paths; ``box_counts`` (a list) gets each image's number
     of boxes drawn."""
-    from PIL import Image
     from torchvision.transforms.v2 import functional as TF
     from torchvision.utils import draw_bounding_boxes
 
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            files += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+            files += sorted(q for q in p.iterdir() if has_image_suffix(q))
         elif p.is_file():
             files.append(p)
         else:
@@ -387,11 +384,7 @@ def predict_images(model: nn.Module, paths: Sequence[str | Path], out_dir: str |
     palette = ["red", "blue", "lime", "yellow", "magenta", "cyan", "orange", "white"]
     try:
         for f in files:
-            try:
-                with Image.open(f) as im:
-                    img = TF.pil_to_tensor(im.convert("RGB"))
-            except Exception as exc:  # noqa: BLE001
-                raise SetrError(f"{f}: unreadable image ({type(exc).__name__})") from None
+            img = TF.pil_to_tensor(open_rgb_pil(f))
             out = model([img.float().div(255).to(dev)])[0]
             keep = out["scores"] >= score_thresh
             boxes, labels, scores = out["boxes"][keep].cpu(), out["labels"][keep].cpu(), out["scores"][keep].cpu()

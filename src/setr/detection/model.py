@@ -1,4 +1,4 @@
-"""RetinaNet-HLG (spec section 8.3) composed from torchvision's detection building blocks.
+"""RetinaNet-HLG (the authors' mmdet 1x configs) composed from torchvision's detection building blocks.
 
 * backbone: the dense :class:`~setr.models.hlg.HLG`; stages 2-4 (strides 8/16/32) feed the FPN laterals
   (mmdet ``start_level=1``); the stride-4 map is computed (it feeds stage 2) but not used.
@@ -30,7 +30,7 @@ from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastL
 
 from ..errors import SetrError
 from ..models.hlg import HLG, HLG_VARIANTS, load_hlg_state_dict
-from .presets import DetModelConfig
+from ..presets.detection import DetModelConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -115,7 +115,7 @@ def build_retinanet_hlg(variant_or_kwargs: str | Mapping[str, Any] | DetModelCon
 
     ``variant_or_kwargs``: an HLG variant name ("small"), a dict of HLG arguments (embed_dims, num_heads, depths,
     drop_path_rate, ...), or a :class:`DetModelConfig` (then ``cfg`` is ignored). ``cfg`` holds the detection
-    settings (defaults: the spec's); ``overrides`` set DetModelConfig fields. ``num_classes`` excludes background
+    settings (defaults: the released configs'); ``overrides`` set DetModelConfig fields. ``num_classes`` excludes background
     (sigmoid classifier; labels are 0 .. num_classes - 1). ``pretrained``: an ImageNet HLG checkpoint path
     (.pth read with ``weights_only=True`` unless ``trust_checkpoint``, which is unsafe; or .safetensors).
     """
@@ -143,7 +143,7 @@ def build_retinanet_hlg(variant_or_kwargs: str | Mapping[str, Any] | DetModelCon
                  "drop_path_rate": cfg.drop_path_rate})
     weights = pretrained or cfg.pretrained
     if weights:
-        from ..checkpoints import read_state_dict
+        from ..io.weights import read_state_dict
 
         state = read_state_dict(weights, trust_checkpoint)  # unwraps {'model': ...} / {'state_dict': ...}
         try:
@@ -158,7 +158,7 @@ def build_retinanet_hlg(variant_or_kwargs: str | Mapping[str, Any] | DetModelCon
                       score_thresh=cfg.score_thresh, nms_thresh=cfg.nms_thresh,
                       detections_per_img=cfg.detections_per_img, fg_iou_thresh=cfg.fg_iou_thresh,
                       bg_iou_thresh=cfg.bg_iou_thresh, topk_candidates=cfg.topk_candidates)
-    # the spec's transform: multi-scale short side in training, a fixed one in test
+    # the released configs' transform: multi-scale short side in training, a fixed one in test
     model.transform = DetTransform(cfg.train_min_sizes, cfg.test_min_size, cfg.max_size, cfg.size_divisible)
     return model
 

@@ -14,47 +14,17 @@ from inside an epoch; torchrun DDP as for segmentation.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..errors import SetrError
-from .distributed import DistInfo, all_reduce_sum
+from ..io.images import IMAGE_SUFFIXES, has_image_suffix, open_rgb_pil
+from ..presets.hlg import ClassifyRecipe  # noqa: F401  (the recipe lives with its presets)
+from ..dist import DistInfo, all_reduce_sum
 from .loop import TrainTask, run_training
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-
-
-@dataclass
-class ClassifyRecipe:
-    epochs: int = 300
-    warmup_epochs: int = 20
-    batch_size: int = 1024  # global
-    base_lr: float = 5e-4  # per 512 images: lr = base_lr * batch / 512
-    warmup_lr: float = 5e-7
-    min_lr: float = 5e-6
-    weight_decay: float = 0.05
-    clip_grad: float = 5.0
-    drop_path: float = 0.2
-    img_size: int = 224
-    crop_scale: tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop area range (timm's default)
-    crop_pct: float = 224 / 256
-    interpolation: str = "bicubic"
-    auto_augment: str = "rand-m9-mstd0.5-inc1"
-    color_jitter: float = 0.4
-    reprob: float = 0.25
-    mixup: float = 0.8
-    cutmix: float = 1.0
-    mixup_switch_prob: float = 0.5
-    smoothing: float = 0.1
-    ema_decay: float = 0.99996  # 0 disables the EMA
-    workers: int = 8
-    checkpoint_interval: int = 0  # iterations between checkpoints within an epoch (0: at epoch ends only)
-    keep_checkpoints: int = 2  # newest checkpoints kept (0: all)
-    stop_at: int | None = None  # stop after this many iterations of the schedule (checkpointed; --resume goes on)
-
 
 def check_image_folder(split_dir: Path) -> list[str]:
     """Class names (sorted folder names); every class folder must hold at least one image."""
@@ -64,19 +34,9 @@ def check_image_folder(split_dir: Path) -> list[str]:
     if not classes:
         raise SetrError(f"{split_dir}: no class folders")
     for c in classes:
-        if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in (split_dir / c).iterdir()):
+        if not any(has_image_suffix(p) for p in (split_dir / c).iterdir()):
             raise SetrError(f"{split_dir / c}: class folder has no images ({', '.join(IMAGE_SUFFIXES)})")
     return classes
-
-
-def _loader(path: str):
-    from PIL import Image
-
-    try:
-        with open(path, "rb") as f:
-            return Image.open(f).convert("RGB")
-    except Exception as exc:  # noqa: BLE001
-        raise SetrError(f"{path}: unreadable image ({type(exc).__name__}: {exc})") from None
 
 
 def build_image_folder(split_dir: Path, transform, classes: list[str] | None = None):
@@ -85,8 +45,8 @@ def build_image_folder(split_dir: Path, transform, classes: list[str] | None = N
     found = check_image_folder(split_dir)
     if classes is not None and found != classes:
         raise SetrError(f"{split_dir}: classes differ from the training set ({len(found)} vs {len(classes)})")
-    return ImageFolder(str(split_dir), transform=transform, loader=_loader,
-                       is_valid_file=lambda p: Path(p).suffix.lower() in IMAGE_SUFFIXES)
+    return ImageFolder(str(split_dir), transform=transform, loader=open_rgb_pil,
+                       is_valid_file=has_image_suffix)
 
 
 def eval_transform(r: ClassifyRecipe):

@@ -9,16 +9,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..dist import resolve_device  # noqa: F401  (moved to setr.dist)
 from ..errors import SetrError
-
-
-def resolve_device(name: str | None) -> str:
-    """``None`` -> cuda if available else cpu; a CUDA device on a machine without one is a user error."""
-    if name is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SetrError(f"--device {name}: CUDA is not available on this machine")
-    return name
 
 
 def run_logger(work_dir: Path, kind: str, is_main: bool) -> logging.Logger:

@@ -39,7 +39,7 @@ from torch import nn
 from ..errors import SetrError
 from .checkpoint import gather_rng_states, read_checkpoint, rng_state, set_rng_state, write_checkpoint
 from .common import optimizer_step, run_logger, tensorboard_writer
-from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
+from ..dist import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 
 CKPT_RE = re.compile(r"^(iter|epoch)_(\d+)\.pth$")
 LOCK_NAME = "train.lock"

@@ -26,7 +26,7 @@ from ..data.transforms import TrainPipeline
 from ..errors import SetrError
 from ..presets import Preset
 from .common import optimizer_step  # noqa: F401  (kept importable from here)
-from .distributed import DistInfo
+from ..dist import DistInfo
 from .loop import StopRequest, TrainTask, run_training  # noqa: F401  (StopRequest: kept importable from here)
 from .losses import pixel_accuracy, segmentor_losses
 from .sampler import InfiniteSampler, loader_generator

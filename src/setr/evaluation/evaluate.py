@@ -9,7 +9,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..data.datasets import SegmentationDataset
-from ..engine.distributed import DistInfo, all_reduce_sum
+from ..dist import DistInfo, all_reduce_sum
 from ..inference import Segmenter
 from .metrics import IoUAccumulator
 

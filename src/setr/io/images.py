@@ -62,6 +62,23 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return decode_image(data, str(path))
 
 
+def open_rgb_pil(path: str | os.PathLike):
+    """The file as an RGB ``PIL.Image`` (for timm / torchvision transforms that take Pillow images), or a
+    ``SetrError`` naming the file. Pillow's decoding, not :func:`read_image`'s OpenCV one."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except Exception as exc:  # noqa: BLE001 - any decoding failure is an unreadable image
+        raise SetrError(f"{path}: unreadable image ({type(exc).__name__}: {exc})") from None
+
+
+def has_image_suffix(path: str | os.PathLike) -> bool:
+    """Whether the file name ends in one of :data:`IMAGE_SUFFIXES` (any case)."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
 def find_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     """Expand files and folders (recursively, sorted) into image paths; every input must yield images."""
     found: list[Path] = []

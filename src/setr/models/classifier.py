@@ -9,13 +9,14 @@ with depths inferred from the checkpoint's keys when they differ from the varian
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
 from ..errors import SetrError
+from ..io.weights import strip_module_prefix, unwrap_state_dict
 from .hlg import HLG, HLG_VARIANTS, infer_hlg_kwargs, load_hlg_state_dict
 
 
@@ -32,7 +33,7 @@ def checkpoint_filter_fn(state_dict: dict[str, Any], model: HLG) -> dict[str, An
     """The authors' files wrap the weights in ``{'model': ...}``; a head of another class count is dropped."""
     if "model" in state_dict and isinstance(state_dict["model"], dict):
         state_dict = state_dict["model"]
-    out = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state_dict.items()}
+    out = strip_module_prefix(state_dict)
     head = out.get("head.weight")
     if head is not None and (not model.num_classes or head.shape[0] != model.num_classes):
         out = {k: v for k, v in out.items() if not k.startswith("head.")}
@@ -69,19 +70,25 @@ def hlg_large(pretrained: bool = False, **kwargs: Any) -> HLG:
 
 
 def read_hlg_state_dict(path: str | os.PathLike, trust_checkpoint: bool = False) -> dict[str, torch.Tensor]:
-    from ..checkpoints import read_state_dict
+    from ..io.weights import read_state_dict
 
     # unwraps {'model': ...}, {'state_dict': ...} and module. prefixes; .pth read with weights_only=True
     return read_state_dict(path, trust_checkpoint)
 
 
-def load_hlg_checkpoint(path: str | os.PathLike, variant: str | None = None, trust_checkpoint: bool = False,
-                        **kwargs: Any) -> tuple[HLG, dict]:
+def load_hlg_checkpoint(path: str | os.PathLike | Mapping[str, Any], variant: str | None = None,
+                        trust_checkpoint: bool = False, source: str | None = None, **kwargs: Any) -> tuple[HLG, dict]:
     """Build the HLG a checkpoint holds and load it strictly. Depths, widths, heads and the class count come
     from the file's keys; ``variant`` is checked against the widths (a checkpoint of another variant is an
     error) and a depth difference is reported, not refused (Medium/Large were released with several depths).
-    ``trust_checkpoint``: load pickled Python objects other than tensors too (unsafe: only for trusted files)."""
-    sd = read_hlg_state_dict(path, trust_checkpoint)
+    ``trust_checkpoint``: load pickled Python objects other than tensors too (unsafe: only for trusted files).
+    ``path`` may also be a state dict already in memory (e.g. a training checkpoint's EMA weights); ``source``
+    then names it in messages."""
+    if isinstance(path, Mapping):
+        state, path = path, source or "<state_dict>"
+        sd = unwrap_state_dict(state, path)
+    else:
+        sd = read_hlg_state_dict(path, trust_checkpoint)
     try:
         arch = infer_hlg_kwargs(sd)
     except (KeyError, ValueError) as exc:

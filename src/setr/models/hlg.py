@@ -1,6 +1,6 @@
 """HLG (Hierarchical Local-Global) vision transformer, classification and dense (seg/det) modes.
 
-Rebuilt from ``specs/hlg.md``; state-dict keys are the original's (``s0_conv``, ``block{1..4}.{i}.*``, ``norm``,
+Rebuilt from the authors' release; state-dict keys are the original's (``s0_conv``, ``block{1..4}.{i}.*``, ``norm``,
 ``head`` for classification, ``norm_out_{0,1,2}`` for the dense backbone).
 
 Layout:
@@ -13,7 +13,7 @@ Layout:
 * dense: each of stages 1-3 ends with LN ``norm_out_{s}`` whose output is both returned and fed onwards; stage 4
   ends with ``norm``; four NCHW maps at strides 4, 8, 16, 32
 
-Resolutions of the reference bugs (spec section 10) that shape this file: every stride-2 step rounds up
+Resolutions of the reference code's bugs that shape this file: every stride-2 step rounds up
 (ceil), local blocks zero-pad right/bottom to a multiple of the group size with no attention mask, dilated
 blocks partition into I x I groups, position biases handle rectangular grids, the global bias places key j of
 the nG global tokens at raster position (j // W, j % W) of the query grid, and nothing is created on a fixed
@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from timm.layers import DropPath
 
+from ..io.weights import MODULE_PREFIX, strip_prefixes
 from .weight_init import init_linear_and_norm
 
 LAYER_NORM_EPS = 1e-6  # every model LayerNorm
@@ -40,7 +41,7 @@ BN_EPS = 1e-5
 HLG_VARIANTS: dict[str, dict[str, Any]] = {
     "tiny": dict(embed_dims=(64, 128, 256, 512), num_heads=(2, 4, 8, 16), depths=(2, 2, 6, 2)),
     "small": dict(embed_dims=(96, 192, 384, 768), num_heads=(3, 6, 12, 24), depths=(2, 2, 6, 2)),
-    # released configs; the paper's 43 M row is not reproducible (spec section 7)
+    # released configs; the paper's 43 M row is not reproducible (see NOTES in setr/presets/hlg.py)
     "medium": dict(embed_dims=(96, 192, 384, 768), num_heads=(3, 6, 12, 24), depths=(2, 2, 14, 2)),
     # the Cityscapes-L depth, the only one matching the published 84 M / 15.9 G (other configs use 2,2,14,2)
     "large": dict(embed_dims=(128, 256, 512, 1024), num_heads=(4, 8, 16, 32), depths=(2, 2, 18, 2)),
@@ -669,14 +670,11 @@ def infer_hlg_kwargs(state_dict: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _strip_prefix(key: str) -> str:
-    for prefix in ("module.", "backbone."):
-        if key.startswith(prefix):
-            key = key[len(prefix):]
-    return key
+    return strip_prefixes(key, (MODULE_PREFIX, "backbone."))
 
 
 def load_hlg_state_dict(model: HLG, state_dict: Mapping[str, Any]) -> None:
-    """Load an original-format checkpoint strictly, except for the keys the spec makes optional: a dense model
+    """Load an original-format checkpoint strictly, except for the keys that may be absent: a dense model
     may miss ``norm_out_*`` (a classification checkpoint; they keep their init) and may ignore ``head.*``.
     Any other missing or unexpected key raises."""
     sd = {_strip_prefix(k): v for k, v in state_dict.items()}

@@ -26,6 +26,7 @@ HLG_UP_HEAD = {
     "window_size": INFO, "dilation_interval": INFO, "mlp_ratio": INFO, "qkv_bias": INFO, "layernorm_eps": INFO,
     "num_classes": INFO, "fuse_level": INFO, "block_types": INFO, "in_index": INFO, "align_corners": INFO,
     "output": "logits upsampled x4 to (4H, 4W), bilinear, align_corners=False",
+    # the exact text the golden cases carry in this field (a plain value must be equal), not a pointer of ours
     "bias_semantics": "head 4-tuple rule, see specs/hlg.md", "reference": INFO,
 }
 

@@ -168,7 +168,7 @@ def case_overrides(case: Mapping[str, Any]) -> list[str]:
 def check_pipeline_case(case: Mapping[str, Any], device: str = "cpu", image_dir: str | Path | None = None):
     """Run every image of an image-level case through ``Segmenter`` and compare with the original."""
     from ..inference import Segmenter
-    from ..reference import OutputCheck
+    from .base import OutputCheck
 
     check_fields(case, {"config": INFO, "state_dict": INFO, "results": INFO, "readme": INFO}, "")
     c = case["config"]

@@ -75,8 +75,8 @@ def check_train_case(case: Mapping[str, Any], device: str = "cpu", work_dir: str
     """Run ``setr train`` on the case and compare losses, learning rates and final weights."""
     from ..cli import main
     from ..engine.checkpoint import read_checkpoint
-    from ..overrides import resolved_preset
-    from ..reference import OutputCheck
+    from ..presets import resolved_preset
+    from .base import OutputCheck
 
     check_fields(case, {"config": INFO, "batch": INFO, "initial_state_dict": INFO, "final_state_dict": INFO,
                         "iterations": INFO, "readme": INFO}, "")

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..engine.classification import ClassifyRecipe
-
 # published (params M, GFLOPs at 224) from the HLG paper's table
 PUBLISHED = {"tiny": (11, 2.1), "small": (24, 4.7), "medium": (43, 9.0), "large": (84, 15.9)}
 NOTES = {
@@ -14,6 +12,35 @@ NOTES = {
               "84M / 15.9G; the classification yaml and detection configs say 14 (70.46M); checkpoints with "
               "either depth load, their depth is read from the keys",),
 }
+
+
+@dataclass
+class ClassifyRecipe:
+    epochs: int = 300
+    warmup_epochs: int = 20
+    batch_size: int = 1024  # global
+    base_lr: float = 5e-4  # per 512 images: lr = base_lr * batch / 512
+    warmup_lr: float = 5e-7
+    min_lr: float = 5e-6
+    weight_decay: float = 0.05
+    clip_grad: float = 5.0
+    drop_path: float = 0.2
+    img_size: int = 224
+    crop_scale: tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop area range (timm's default)
+    crop_pct: float = 224 / 256
+    interpolation: str = "bicubic"
+    auto_augment: str = "rand-m9-mstd0.5-inc1"
+    color_jitter: float = 0.4
+    reprob: float = 0.25
+    mixup: float = 0.8
+    cutmix: float = 1.0
+    mixup_switch_prob: float = 0.5
+    smoothing: float = 0.1
+    ema_decay: float = 0.99996  # 0 disables the EMA
+    workers: int = 8
+    checkpoint_interval: int = 0  # iterations between checkpoints within an epoch (0: at epoch ends only)
+    keep_checkpoints: int = 2  # newest checkpoints kept (0: all)
+    stop_at: int | None = None  # stop after this many iterations of the schedule (checkpointed; --resume goes on)
 
 
 @dataclass

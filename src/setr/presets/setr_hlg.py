@@ -2,7 +2,7 @@
 stage 3, with the original recipe (AdamW lr 6e-5, weight decay 0, heads x10, no decay on norms, linear warm-up
 1500 iterations, poly power 1.0 to 0).
 
-REF gaps filled as the spec says: the ADE20K Small/Medium configs inherit a missing base file (the PUP-HLG
+Gaps in the released configs, filled as follows: the ADE20K Small/Medium configs inherit a missing base file (the PUP-HLG
 base with 150 classes is used); there is no valid ADE20K Large config (Large dims with the ADE20K Medium recipe).
 The original README gives no numbers for these models, so no mIoU is reported.
 """

@@ -1,4 +1,4 @@
-"""SETR-PUP-HLG decode head (``HLGUPHead``, spec section 8.2).
+"""SETR-PUP-HLG decode head (``HLGUPHead``).
 
 1. Resize the four backbone maps bilinearly to the size of map ``fuse_level`` (stride 4), concatenate,
    conv3x3 ``conv_0`` (bias) -> BN ``syncbn_fc_0`` -> ReLU.
@@ -7,7 +7,8 @@
 3. Dropout2d -> 1x1 ``conv_seg`` -> bilinear x4 to (4h, 4w) (the reference's square ``size=W*4`` is fixed).
 
 One ``attn`` module (q, kv, DPB ``pos``, ``norm``, ``proj``) serves both the local and the global attention of
-a layer. Its global position bias follows the reference's own index rule (spec 8.2 item 4), kept as is.
+a layer. Its global position bias follows the reference's own index rule (checked by the ``seg_head`` case in
+tests/fixtures/hlg_reference), kept as is.
 Keys are the original's: ``conv_0``, ``syncbn_fc_0``, ``decode_transformer.{i}.*``, ``conv_seg``.
 """
 from __future__ import annotations

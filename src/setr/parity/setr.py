@@ -1,19 +1,17 @@
-"""Golden reference cases computed by the original code (``tests/fixtures/*.pt``): build the model a case's
-``config`` describes, load its original-format ``state_dict`` through the same converter users get, run every
-output the case names and report the max abs error of each.
-
-Used by ``scripts/check_reference_case.py`` and the tests.
-"""
+"""Golden SETR cases computed by the original code (``tests/fixtures/setr_reference/*.pt``): build the model a
+case's ``config`` describes, load its original-format ``state_dict`` through the same converter users get, run
+every output the case names and report the max abs error of each."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import torch
 
-from .checkpoints import load_original_checkpoint
-from .config import BackboneConfig, HeadConfig, ModelConfig, TestConfig, build_model
-from .errors import SetrError
+from ..checkpoints import load_original_checkpoint
+from ..config import BackboneConfig, HeadConfig, ModelConfig, TestConfig, build_model
+from ..errors import SetrError
+from .base import OutputCheck
+from .setr_fields import flip_of, validate_setr_case
 
 SETR_TOLERANCE = 2e-5
 
@@ -21,18 +19,6 @@ SETR_TOLERANCE = 2e-5
 DEFAULT_HEAD_CHANNELS = 256
 DEFAULT_MLA_CHANNELS = 256
 DEFAULT_MLAHEAD_CHANNELS = 128
-
-
-@dataclass
-class OutputCheck:
-    name: str
-    max_abs_err: float
-    tolerance: float
-    note: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.max_abs_err <= self.tolerance
 
 
 def setr_config_from_reference(c: Mapping[str, Any]) -> ModelConfig:
@@ -107,8 +93,6 @@ def _to(x, device):
 
 @torch.no_grad()
 def check_setr_case(case: Mapping[str, Any], device: str = "cpu") -> list[OutputCheck]:
-    from .parity.setr_fields import flip_of, validate_setr_case
-
     validate_setr_case(case)
     cfg = setr_config_from_reference(case["config"])
     model = build_model(cfg).eval()
@@ -144,7 +128,7 @@ def check_setr_case(case: Mapping[str, Any], device: str = "cpu") -> list[Output
         slide = model.slide_inference(slide_img, crop, stride, ori_hw=slide_img.shape[-2:])
         add("slide_logits", lambda: slide)
         if "slide_windows" in ref:
-            from .models.segmentor import slide_windows
+            from ..models.segmentor import slide_windows
 
             got = [list(w) for w in slide_windows(*slide_img.shape[-2:], crop, stride)]
             want = [[int(x) for x in w] for w in ref["slide_windows"]]
@@ -161,30 +145,3 @@ def check_setr_case(case: Mapping[str, Any], device: str = "cpu") -> list[Output
             checks.append(OutputCheck(name, _label_mismatch(scores(), ref[name], tol), 0.0,
                                       "fraction of pixels with another label (ties within tol not counted)"))
     return checks
-
-
-def check_case(case: Mapping[str, Any], device: str = "cpu", image_dir=None) -> list[OutputCheck]:
-    """Dispatch on the case's config: HLG cases name ``model`` (HLG / HLGUPHead), SETR cases a ``head_type``."""
-    cfg = case.get("config", {})
-    from .parity.pipeline import check_pipeline_case, is_pipeline_case
-
-    if is_pipeline_case(case):
-        return check_pipeline_case(case, device, image_dir=image_dir)
-    from .parity.train import check_train_case, is_train_case
-
-    if is_train_case(case):
-        return check_train_case(case, device)
-    if cfg.get("model") in ("HLG", "HLGUPHead"):
-        from .reference_hlg import check_hlg_case
-
-        return check_hlg_case(case, device)
-    if "head_type" in cfg:
-        return check_setr_case(case, device)
-    raise SetrError("unknown reference case: config has neither 'model' (HLG) nor 'head_type' (SETR)")
-
-
-def load_case(path) -> dict[str, Any]:
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise SetrError(f"{path}: reference case not found") from None

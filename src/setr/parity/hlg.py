@@ -13,10 +13,11 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from .errors import SetrError
-from .models.heads.hlg_up import HLGUPHead
-from .models.hlg import BN_EPS, DPB_LAYER_NORM_EPS, HLG, LAYER_NORM_EPS
-from .reference import OutputCheck
+from ..errors import SetrError
+from ..models.heads.hlg_up import HLGUPHead
+from ..models.hlg import BN_EPS, DPB_LAYER_NORM_EPS, HLG, LAYER_NORM_EPS
+from .base import OutputCheck
+from .hlg_fields import validate_hlg_case
 
 HLG_RELATIVE_TOLERANCE = 1e-4
 
@@ -62,8 +63,6 @@ def build_from_reference(c: Mapping[str, Any]) -> nn.Module:
 
 @torch.no_grad()
 def check_hlg_case(case: Mapping[str, Any], device: str = "cpu") -> list[OutputCheck]:
-    from .parity.hlg_fields import validate_hlg_case
-
     validate_hlg_case(case)
     model = build_from_reference(case["config"]).eval()
     try:

@@ -1,0 +1,38 @@
+"""``setr benchmark``: latency, throughput, memory of a forward or training step."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from .. import argtypes
+from .common import add_device, device_name, preset_from_args, window_batch_int
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from ..benchmark import benchmark, format_result
+
+    preset = preset_from_args(args)
+    shape = tuple(args.shape) * (2 if args.shape and len(args.shape) == 1 else 1) if args.shape else None
+    r = benchmark(preset, shape, args.batch, args.precision, args.compile, args.train, args.mode,
+                  device_name(args.device), runs=args.runs, window_batch=args.window_batch)
+    print(json.dumps(r, indent=2) if args.json else format_result(r))
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("benchmark", help="latency, images/s, peak memory and TFLOP/s of a forward or training step")
+    p.add_argument("preset")
+    argtypes.add_shape(p)
+    p.add_argument("--batch", type=argtypes.positive_int, default=1)
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16", "int8"),
+                   help="auto (the default path): bf16 autocast where the hardware has bf16 matrix units, else "
+                        "fp32; int8: CPU inference with dynamic int8 encoder linear layers")
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--train", action="store_true", help="time a training step (aux heads, SGD) instead")
+    p.add_argument("--mode", default="whole", choices=("whole", "slide"))
+    p.add_argument("--window-batch", type=window_batch_int, default=None)
+    p.add_argument("--runs", type=argtypes.positive_int, default=5)
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true")
+    add_device(p)
+    p.set_defaults(func=cmd_benchmark)

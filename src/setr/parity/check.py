@@ -1,0 +1,32 @@
+"""One entry point for every golden case: :func:`check_case` picks the checker from the case's fields.
+
+Used by ``scripts/check_reference_case.py`` and the tests.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ..errors import SetrError
+from .base import OutputCheck, load_case  # noqa: F401  (the script's imports)
+
+
+def check_case(case: Mapping[str, Any], device: str = "cpu", image_dir=None) -> list[OutputCheck]:
+    """Dispatch on the case's config: HLG cases name ``model`` (HLG / HLGUPHead), SETR cases a ``head_type``;
+    image-level (pipeline) and training cases are recognised by their own fields."""
+    from .pipeline import check_pipeline_case, is_pipeline_case
+    from .train import check_train_case, is_train_case
+
+    cfg = case.get("config", {})
+    if is_pipeline_case(case):
+        return check_pipeline_case(case, device, image_dir=image_dir)
+    if is_train_case(case):
+        return check_train_case(case, device)
+    if cfg.get("model") in ("HLG", "HLGUPHead"):
+        from .hlg import check_hlg_case
+
+        return check_hlg_case(case, device)
+    if "head_type" in cfg:
+        from .setr import check_setr_case
+
+        return check_setr_case(case, device)
+    raise SetrError("unknown reference case: config has neither 'model' (HLG) nor 'head_type' (SETR)")
