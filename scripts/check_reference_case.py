@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Check golden reference cases computed by the original code.
 
-    python scripts/check_reference_case.py [--device cuda] FIXTURE.pt [FIXTURE.pt ...]
+    python scripts/check_reference_case.py [--device cuda] [--trust-checkpoint] FIXTURE.pt [FIXTURE.pt ...]
 
 Builds the model each case's ``config`` describes, loads its original-format ``state_dict`` through the same
 converter users get, runs every output the case names, prints the max abs error per output and exits non-zero
@@ -22,6 +22,8 @@ from setr.parity.check import check_case, load_case  # noqa: E402
 
 def main(argv: list[str]) -> int:
     device = "cpu"
+    trust = "--trust-checkpoint" in argv  # unsafe: unpickles whatever the case file holds
+    argv = [a for a in argv if a != "--trust-checkpoint"]
     if argv[:1] == ["--device"] and len(argv) > 1:
         device, argv = argv[1], argv[2:]
     if not argv:
@@ -33,7 +35,7 @@ def main(argv: list[str]) -> int:
     failed = 0
     for path in argv:
         try:
-            checks = check_case(load_case(path), device, image_dir=Path(path).parent)
+            checks = check_case(load_case(path, trust), device, image_dir=Path(path).parent)
         except SetrError as exc:
             print(f"{path}: ERROR {exc}")
             failed += 1

@@ -8,25 +8,14 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from setr.cli import main
 from setr.engine.checkpoint import read_checkpoint
+from setr.parity.train import write_folder_dataset
 
 CASES = sorted((Path(__file__).parents[1] / "fixtures" / "setr_train").glob("*.pt"))
-
-
-def write_folder_dataset(root: Path, batch: dict, class_names: list[str]) -> Path:
-    (root / "images" / "train").mkdir(parents=True)
-    (root / "masks" / "train").mkdir(parents=True)
-    for name, img, mask in zip(batch["names"], batch["images_rgb"], batch["masks"]):
-        Image.fromarray(np.asarray(img, dtype=np.uint8)).save(root / "images" / "train" / f"{name}.png")
-        Image.fromarray(np.asarray(mask, dtype=np.uint8)).save(root / "masks" / "train" / f"{name}.png")
-    (root / "classes.txt").write_text("\n".join(class_names) + "\n")
-    return root
 
 
 def run_case(case: dict, tmp_path: Path) -> Path:

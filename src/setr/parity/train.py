@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import SetrError
-from .fields import INFO, check_fields, equals, one_of, unsupported
+from .fields import INFO, check_fields, equals, unsupported
 
 LOSS_RTOL = 1e-5  # per-head losses, relative
 LR_RTOL = 1e-9  # learning rates, relative
@@ -102,7 +102,7 @@ def check_train_case(case: Mapping[str, Any], device: str = "cpu", work_dir: str
     check_mmseg_model_cfg(model_cfg, preset.model)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(work_dir or tmp)
-        data = _write_folder_dataset(tmp / "data", case["batch"], c["class_names"])
+        data = write_folder_dataset(tmp / "data", case["batch"], c["class_names"])
         weights = tmp / "initial_weights.pth"
         torch.save({"meta": {}, "state_dict": dict(case["initial_state_dict"])}, weights)
         work = tmp / "work"
@@ -159,7 +159,8 @@ def _compare(case, records, got_weights, OutputCheck) -> list:
     return checks
 
 
-def _write_folder_dataset(root: Path, batch: Mapping[str, Any], class_names) -> Path:
+def write_folder_dataset(root: Path, batch: Mapping[str, Any], class_names) -> Path:
+    """The case's batch as a folder dataset: images/train/*.png, masks/train/*.png, classes.txt."""
     from PIL import Image
 
     (root / "images" / "train").mkdir(parents=True)
