@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 
 from .config import build_model
-from .precision import DTYPES, autocast, resolve_precision
+from .precision import DTYPES, attention_kernel, autocast, has_fast_bf16, prepare_for_inference, resolve_precision
 from .presets import Preset
 
 
@@ -29,21 +29,60 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark of this process (Linux: ``/proc/self/clear_refs`` <- 5)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_bytes() -> int | None:
+    """The kernel's peak resident set size of this process (``VmHWM``), or None where there is none."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
 @contextmanager
 def peak_memory(device: torch.device):
-    """Yields a dict whose ``peak_bytes`` is filled on exit: CUDA max allocated, or on the CPU the peak
-    resident set size above the level at entry (sampled every 2 ms)."""
-    out = {"peak_bytes": 0, "kind": "cuda_max_allocated" if device.type == "cuda" else "cpu_rss_above_baseline"}
+    """Yields a dict whose ``peak_bytes`` is filled on exit: CUDA max allocated above the level at entry, or on
+    the CPU the process's peak resident set size (RSS) while inside: weights, activations and the runtime,
+    measured by the kernel (its peak mark reset at entry) or, without one, sampled every 2 ms. (The RSS *above
+    the level at entry* is no measure on the CPU: the allocator keeps the warm-up's memory, so it reads 0.)"""
+    out = {"peak_bytes": 0, "kind": "cuda_max_allocated" if device.type == "cuda" else "cpu_peak_rss"}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
         yield out
         out["peak_bytes"] = torch.cuda.max_memory_allocated(device) - base
         return
-    if not os.path.exists("/proc/self/statm"):
-        yield out
+    if _reset_peak_rss():
+        try:
+            yield out
+        finally:
+            out["peak_bytes"] = _peak_rss_bytes() or 0
         return
-    base, peak, stop = _rss_bytes(), [0], threading.Event()
+    if not os.path.exists("/proc/self/statm"):  # no /proc (macOS, Windows): the lifetime peak, where known
+        yield out
+        try:
+            import resource
+            import sys
+
+            maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            out["peak_bytes"] = maxrss if sys.platform == "darwin" else maxrss * 1024
+            out["kind"] = "cpu_peak_rss_since_start"
+        except ImportError:
+            out["kind"] = "unmeasured"
+        return
+    base, peak, stop = 0, [0], threading.Event()
 
     def sample():
         while not stop.is_set():
@@ -86,8 +125,12 @@ def _time(fn: Callable[[], object], device: torch.device, warmup: int, runs: int
 def benchmark(preset: Preset, shape: tuple[int, int] | None = None, batch: int = 1, precision: str = "auto",
               compile: bool = False, train: bool = False, mode: str = "whole", device: str | None = None,
               warmup: int = 2, runs: int = 5, window_batch: int | None = None) -> dict:
-    from torch.utils.flop_counter import FlopCounterMode
+    from .complexity import counter_result, flop_counter
+    from .errors import SetrError
 
+    for name, value in (("--runs", runs), ("--batch", batch), ("--window-batch", window_batch or 1)):
+        if value < 1:
+            raise SetrError(f"{name} {value}: expected a whole number >= 1")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     prec = resolve_precision(precision, dev)
     cfg = preset.model
@@ -97,6 +140,9 @@ def benchmark(preset: Preset, shape: tuple[int, int] | None = None, batch: int =
     x = torch.randn(batch, 3, h, w, device=dev)
     if train:
         from .engine.losses import segmentor_losses
+
+        if prec == "int8":
+            raise SetrError("--precision int8 is for inference; train with fp32 or bf16 (--amp)")
 
         model.train()
         target = torch.randint(0, cfg.num_classes, (batch, h, w), device=dev)
@@ -118,9 +164,8 @@ def benchmark(preset: Preset, shape: tuple[int, int] | None = None, batch: int =
                 loss.backward()
                 opt.step()
     else:
-        model.eval()
-        if prec != "fp32":
-            model = model.to(memory_format=torch.channels_last)
+        # the path `setr predict` takes: channels-last heads, the device's attention kernel, int8 layers
+        model = prepare_for_inference(model.eval(), prec, dev)
         if compile:
             model.encode_decode = torch.compile(model.encode_decode, dynamic=False)
         wb = window_batch or (1 if prec == "fp32" else 8)
@@ -131,30 +176,38 @@ def benchmark(preset: Preset, shape: tuple[int, int] | None = None, batch: int =
                 model.inference_logits(x, mode, t.crop_size, t.stride, window_batch=wb)
 
     step()  # first call (compilation, allocator warm-up) is not timed
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter()  # attention counted by formula where PyTorch's counter has none (CPU flash kernel)
     with counter:
         step()
-    flops = counter.get_total_flops()
+    counted = counter_result(counter)
+    flops = counted["flops"]
     with peak_memory(dev) as mem:
         times = _time(step, dev, warmup=max(warmup - 2, 0), runs=runs)
     median = statistics.median(times)
-    peak = matmul_peak_tflops(dev, prec)
+    # int8 runs its linear layers in int8 and the rest as the default path: quoted against that path's peak
+    peak_prec = prec if prec != "int8" else ("bf16" if has_fast_bf16(dev) else "fp32")
+    peak = matmul_peak_tflops(dev, peak_prec)
     achieved = flops / median / 1e12
     return {
         "preset": preset.name, "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "threads": torch.get_num_threads(), "shape": [h, w], "batch": batch, "mode": "train" if train else mode,
-        "precision": prec, "compile": compile, "runs": runs, "median_s": median, "min_s": min(times),
+        "precision": prec,
+        "default_path": prec == resolve_precision("auto", dev) and not compile and not window_batch,
+        "attention_kernel": "sdpa" if train or prec == "fp32" else attention_kernel(dev, prec),
+        "compile": compile, "runs": runs, "median_s": median, "min_s": min(times),
         "images_per_s": batch / median, "peak_memory_mb": mem["peak_bytes"] / 2 ** 20, "memory_kind": mem["kind"],
-        "gflops_per_step": flops / 1e9, "achieved_tflops": achieved, "matmul_peak_tflops": peak,
+        "gflops_per_step": flops / 1e9, "attention_gflops_per_step": counted["attention_flops"] / 1e9,
+        "achieved_tflops": achieved, "matmul_peak_tflops": peak, "matmul_peak_precision": peak_prec,
         "fraction_of_matmul_peak": achieved / peak if peak else None,
     }
 
 
 def format_result(r: dict) -> str:
     return (f"{r['preset']} {r['mode']} {r['shape'][0]}x{r['shape'][1]} batch {r['batch']} {r['precision']}"
-            f"{' compiled' if r['compile'] else ''} on {r['device']} ({r['threads']} threads)\n"
+            f"{' compiled' if r['compile'] else ''}{' (the default path)' if r.get('default_path') else ''}, "
+            f"attention {r.get('attention_kernel', 'sdpa')}, on {r['device']} ({r['threads']} threads)\n"
             f"  median {r['median_s'] * 1000:.1f} ms (min {r['min_s'] * 1000:.1f}), {r['images_per_s']:.2f} img/s, "
             f"peak memory {r['peak_memory_mb']:.0f} MB ({r['memory_kind']})\n"
             f"  {r['gflops_per_step']:.1f} GFLOP/step, {r['achieved_tflops']:.3f} TFLOP/s achieved = "
             f"{100 * (r['fraction_of_matmul_peak'] or 0):.0f}% of the {r['matmul_peak_tflops']:.3f} TFLOP/s "
-            f"{r['precision']} matmul peak measured now")
+            f"{r.get('matmul_peak_precision', r['precision'])} matmul peak measured now")

@@ -3,7 +3,11 @@
 ``auto`` picks bf16 autocast where the hardware has bf16 matrix units (CUDA GPUs of compute capability >= 8,
 CPUs with AVX512-BF16 or AMX), else fp32. Under bf16 autocast, matmuls and convolutions run in bf16 while
 softmax, LayerNorm and the loss stay in fp32 (PyTorch's autocast lists); ``fp32`` reproduces the original bit
-for bit (up to float summation order).
+for bit (up to float summation order). ``int8`` (CPU inference only, never picked by ``auto``): the encoder's
+linear layers run as dynamic int8 (weights int8 per output channel, activations quantized per call), the rest
+as under ``auto``. ``prepare_for_inference`` applies what a precision needs to a model (channels-last head
+convolutions, the attention kernel of the device, int8 layers); ``benchmarks/cpu_fast_paths.py`` measures the
+choices and their argmax agreement with fp32.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import torch
 
 from .errors import SetrError
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -36,11 +40,97 @@ def resolve_precision(requested: str | None, device: torch.device | str) -> str:
         return "bf16" if has_fast_bf16(device) else "fp32"
     if requested == "fp16" and torch.device(device).type == "cpu":
         raise SetrError("--precision fp16 is for GPUs; use bf16 or fp32 on the CPU")
+    if requested == "int8" and torch.device(device).type != "cpu":
+        raise SetrError("--precision int8 is for CPU inference; use bf16 or fp16 on a GPU")
     return requested
 
 
 def autocast(precision: str, device: torch.device | str):
-    """The autocast context for a resolved precision (a no-op for fp32)."""
+    """The autocast context for a resolved precision (a no-op for fp32; int8 layers take fp32 inputs and the rest
+    of an int8 model runs under bf16 autocast where the CPU has bf16 units)."""
+    if precision == "int8":
+        precision = "bf16" if has_fast_bf16(device) else "fp32"
     if precision == "fp32":
         return nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=DTYPES[precision])
+
+
+def attention_kernel(device: torch.device | str, precision: str) -> str:
+    """The attention kernel for inference on ``device`` at ``precision`` (see ``setr.models.vit.SetrAttention``).
+
+    ``sdpa`` everywhere, as measured (``benchmarks/cpu_fast_paths.py``, benchmarks/RESULTS.md): on CPUs with AMX
+    and with AVX512-BF16 only, PyTorch's CPU flash kernel beat the bf16 matmul path and the chunked one at every
+    SETR size measured (ViT-B and ViT-L, 1025 and 2305 tokens); on CUDA, sdpa picks the flash or memory-efficient
+    kernel itself. The other kernels stay selectable (``set_attention_kernel``) for the measurement."""
+    return "sdpa"
+
+
+def _int8_input_to_fp32(module, args):
+    x = args[0]
+    return (x.float(),) + tuple(args[1:]) if x.dtype != torch.float32 else None
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 ``nn.Linear`` layers (PyTorch's eager dynamic quantization, per-channel weights) for CPU
+    inference; their inputs are cast to fp32 (the quantized kernels take fp32), their outputs are fp32."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao eager quantization is deprecated in favour of torchao
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+        model = quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8,
+                                 inplace=False)
+        from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+
+    for m in model.modules():
+        if isinstance(m, DynamicInt8Linear):
+            m.register_forward_pre_hook(_int8_input_to_fp32)
+    return model
+
+
+def precast_matmul_weights(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """Store the weights and biases of a SETR ViT model's ``nn.Linear`` and ``nn.Conv2d`` layers in the autocast
+    dtype once, instead of autocast casting all of them again on every forward (about a fifth of the CPU bf16
+    forward was those casts). The arithmetic is unchanged, bit for bit: under autocast these layers cast weight,
+    bias and input to ``dtype`` anyway. The model must then run under autocast. (HLG models are left as they are:
+    one of their position MLPs follows its weights' dtype.)"""
+    from .models.vit import SetrViT
+
+    if not isinstance(getattr(model, "backbone", None), SetrViT):
+        return model
+    for m in model.modules():
+        if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)) and m.weight.dtype != dtype:
+            # the full-precision tensors stay what state_dict() returns (saving a prepared model stays exact)
+            m._setr_full_precision = {n: p for n, p in m.named_parameters(recurse=False)}
+            for n, p in m._setr_full_precision.items():
+                setattr(m, n, torch.nn.Parameter(p.detach().to(dtype), requires_grad=False))
+            m._register_state_dict_hook(_full_precision_state)
+    return model
+
+
+def _full_precision_state(module, state_dict, prefix, local_metadata):
+    for n, p in module._setr_full_precision.items():
+        if prefix + n in state_dict:
+            state_dict[prefix + n] = p.detach()
+
+
+def prepare_for_inference(model: torch.nn.Module, precision: str, device: torch.device | str) -> torch.nn.Module:
+    """The model as ``precision`` runs it on ``device`` (eval mode): fp32 untouched (the original's arithmetic);
+    otherwise channels-last head convolutions, the device's attention kernel and the matmul weights stored in the
+    autocast dtype; int8 quantizes the encoder's linear layers. Returns the (possibly new) model, to be run under
+    ``autocast(precision, device)``."""
+    from .models.vit import set_attention_kernel
+
+    model = model.eval()
+    if precision == "fp32":
+        return model
+    model = model.to(memory_format=torch.channels_last)
+    set_attention_kernel(model, attention_kernel(device, precision))
+    if precision == "int8":
+        model = quantize_int8(model)
+        if has_fast_bf16(device):
+            precast_matmul_weights(model, torch.bfloat16)  # the convolutions left in float
+    else:
+        precast_matmul_weights(model, DTYPES[precision])
+    return model

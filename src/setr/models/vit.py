@@ -20,8 +20,9 @@ from typing import Sequence
 
 import torch
 from torch import nn
+import torch.nn.functional as F
 from timm.layers import PatchEmbed, resample_abs_pos_embed, trunc_normal_
-from timm.models.vision_transformer import Block
+from timm.models.vision_transformer import Attention, Block
 
 from .heads.mla import MLANeck
 from .weight_init import init_linear_and_norm
@@ -59,6 +60,68 @@ def resample_patch_pos_embed(pos_embed: torch.Tensor, new_grid: tuple[int, int],
     return torch.cat([cls_row, patch_rows], dim=1)
 
 
+ATTENTION_KERNELS = ("sdpa", "math", "chunked")
+CHUNK_QUERIES = 256
+
+
+class SetrAttention(Attention):
+    """timm's ``Attention`` (same parameters and keys) with a choice of attention kernel for inference.
+
+    * ``sdpa`` (the default, and always in training): timm's own forward, ``F.scaled_dot_product_attention``,
+      which picks the fused kernel of the device (the CPU flash kernel; flash / memory-efficient on CUDA). The fp32
+      path is exactly timm's.
+    * ``math``: ``softmax(q k^T * scale) v`` as two matmuls (bf16 under autocast: oneDNN / AMX on the CPU) with
+      the softmax in fp32.
+    * ``chunked``: ``math`` over blocks of ``CHUNK_QUERIES`` queries, so a block's scores stay in cache.
+
+    ``benchmarks/cpu_fast_paths.py`` times the three; ``setr.precision.attention_kernel`` picks per device.
+    """
+
+    kernel = "sdpa"
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        if (self.kernel == "sdpa" or self.training or any(a is not None for a in args)
+                or any(v is not None and v is not False for v in kwargs.values())):  # masks: timm's own path
+            return super().forward(x, *args, **kwargs)
+        b, n, _ = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        q, k = self.q_norm(q), self.k_norm(k)
+        out = _attention_matmuls(q * self.scale, k, v, CHUNK_QUERIES if self.kernel == "chunked" else n)
+        out = out.transpose(1, 2).reshape(b, n, self.num_heads * self.head_dim)
+        norm = getattr(self, "norm", None)
+        if norm is not None:
+            out = norm(out)
+        if getattr(self, "gate", None) is not None:
+            out = out * self.gate(x).sigmoid()
+        return self.proj_drop(self.proj(out))
+
+
+def _attention_matmuls(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunk: int) -> torch.Tensor:
+    """softmax(q k^T) v for (B, heads, N, d) tensors, ``chunk`` queries at a time, softmax in fp32."""
+    kt = k.transpose(-2, -1)
+    n = q.shape[-2]
+    if chunk >= n:
+        scores = torch.matmul(q, kt)
+        return torch.matmul(F.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype), v)
+    parts = []
+    for start in range(0, n, chunk):
+        scores = torch.matmul(q[:, :, start:start + chunk], kt)
+        parts.append(torch.matmul(F.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype), v))
+    return torch.cat(parts, dim=2)
+
+
+def set_attention_kernel(model: nn.Module, kernel: str) -> nn.Module:
+    """Use ``kernel`` (one of ``ATTENTION_KERNELS``) in every SETR attention layer of ``model`` (inference only;
+    training always runs ``sdpa``). Returns the model."""
+    if kernel not in ATTENTION_KERNELS:
+        raise ValueError(f"attention kernel must be one of {', '.join(ATTENTION_KERNELS)}, got {kernel!r}")
+    for m in model.modules():
+        if isinstance(m, SetrAttention):
+            m.kernel = kernel
+    return model
+
+
 class SetrViT(nn.Module):
     """ViT encoder returning every block's tokens (cls token included)."""
 
@@ -89,6 +152,8 @@ class SetrViT(nn.Module):
                   proj_drop=drop_rate, attn_drop=attn_drop_rate, drop_path=dpr[i], norm_layer=norm_layer)
             for i in range(depth)
         ])
+        for blk in self.blocks:  # same parameters and keys; adds the choice of attention kernel
+            blk.attn.__class__ = SetrAttention
         self.init_weights()
 
     def init_weights(self) -> None:

@@ -1,0 +1,132 @@
+"""The inference fast paths: attention kernels, weights stored in the autocast dtype, int8 linear layers.
+Correctness only (speed is measured in benchmarks/cpu_fast_paths.py)."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from setr.config import build_model
+from setr.errors import SetrError
+from setr.inference import Segmenter
+from setr.models.vit import SetrAttention, set_attention_kernel
+from setr.precision import autocast, prepare_for_inference, resolve_precision
+from setr.presets import get_preset
+
+DEMO = "setr_demo_pup_tiny_64x64_shapes"
+
+
+def demo_model(seed=0):
+    torch.manual_seed(seed)
+    cfg = get_preset(DEMO).model
+    model = build_model(cfg, with_aux=False).eval()
+    with torch.no_grad():  # BN statistics away from the identity so every layer matters
+        for name, b in model.named_buffers():
+            if name.endswith("running_var"):
+                b.uniform_(0.5, 1.5)
+    return model, cfg
+
+
+def logits(model, x, precision="fp32"):
+    with torch.inference_mode(), autocast(precision, "cpu"):
+        return model.encode_decode(x).float()
+
+
+def test_vit_blocks_use_setr_attention_with_timm_keys():
+    model, _ = demo_model()
+    assert all(isinstance(b.attn, SetrAttention) for b in model.backbone.blocks)
+    assert "backbone.blocks.0.attn.qkv.weight" in model.state_dict()
+
+
+@pytest.mark.parametrize("kernel", ["math", "chunked"])
+def test_attention_kernels_compute_the_same_function(kernel, monkeypatch):
+    import setr.models.vit as vit
+
+    monkeypatch.setattr(vit, "CHUNK_QUERIES", 16)  # several chunks over the 65 tokens of the demo model
+    model, _ = demo_model()
+    x = torch.randn(2, 3, 64, 64)
+    want = logits(model, x)
+    got = logits(set_attention_kernel(copy.deepcopy(model), kernel), x)
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_training_always_runs_sdpa():
+    model, _ = demo_model()
+    set_attention_kernel(model, "math").train()
+    x = torch.randn(2, 3, 64, 64)
+    attn = model.backbone.blocks[0].attn
+    tokens = torch.randn(2, 65, attn.qkv.in_features)
+    assert torch.equal(attn(tokens), super(SetrAttention, attn).forward(tokens))
+    with pytest.raises(ValueError, match="attention kernel"):
+        set_attention_kernel(model, "fast")
+    model(x)  # trains through sdpa
+
+
+def test_bf16_path_stores_weights_in_bf16_with_identical_arithmetic():
+    model, _ = demo_model()
+    x = torch.randn(1, 3, 64, 64)
+    reference = logits(copy.deepcopy(model).to(memory_format=torch.channels_last), x, "bf16")  # plain autocast
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    fast = prepare_for_inference(copy.deepcopy(model), "bf16", "cpu")
+    assert fast.backbone.blocks[0].attn.qkv.weight.dtype == torch.bfloat16
+    assert fast.decode_head.conv_0.weight.dtype == torch.bfloat16
+    assert torch.equal(logits(fast, x, "bf16"), reference)
+    saved = fast.state_dict()  # still the full-precision weights: saving a prepared model stays exact
+    assert saved.keys() == state.keys()
+    assert all(torch.equal(saved[k], state[k]) and saved[k].dtype == state[k].dtype for k in state)
+
+
+def test_fp32_path_is_untouched():
+    model, _ = demo_model()
+    x = torch.randn(1, 3, 64, 64)
+    want = logits(model, x)
+    prepared = prepare_for_inference(model, "fp32", "cpu")
+    assert prepared is model and torch.equal(logits(prepared, x), want)
+
+
+def test_int8_path_quantizes_linear_layers_and_agrees_with_fp32():
+    model, cfg = demo_model()
+    with torch.no_grad():  # decisive logits (random heads give near-ties everywhere)
+        model.decode_head.conv_4.weight.mul_(100)
+    x = torch.randn(2, 3, 64, 64)
+    want = logits(model, x)
+    q = prepare_for_inference(copy.deepcopy(model), "int8", "cpu")
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+
+    assert isinstance(q.backbone.blocks[0].attn.qkv, DynamicInt8Linear)
+    assert isinstance(q.backbone.blocks[0].mlp.fc2, DynamicInt8Linear)
+    got = logits(q, x, "int8")
+    assert got.shape == want.shape
+    # int8 weights and activations: close, not equal
+    assert (got - want).abs().max() < 0.05 * want.abs().max()
+    top2 = want.topk(2, dim=1).values
+    confident = (top2[:, 0] - top2[:, 1]) > 0.1
+    assert confident.float().mean() > 0.2
+    assert (got.argmax(1) == want.argmax(1))[confident].float().mean() > 0.99
+
+
+def test_int8_precision_is_cpu_inference_only(tmp_path):
+    assert resolve_precision("int8", "cpu") == "int8"
+    with pytest.raises(SetrError, match="int8 is for CPU inference"):
+        resolve_precision("int8", "cuda")
+    model, cfg = demo_model()
+    seg = Segmenter(model, cfg, precision="int8")
+    labels = seg.predict((torch.rand(40, 50, 3) * 255).to(torch.uint8).numpy())
+    assert labels.shape == (40, 50)
+    with pytest.raises(SetrError, match="int8"):
+        seg.save_pretrained(tmp_path / "x")
+
+
+def test_benchmark_refuses_int8_training(capsys):
+    from setr.cli import main
+
+    assert main(["benchmark", DEMO, "--train", "--precision", "int8", "--runs", "1"]) == 1
+    assert "int8 is for inference" in capsys.readouterr().err
+
+
+def test_hlg_models_are_not_precast():
+    from setr.precision import precast_matmul_weights
+
+    model = nn.Sequential(nn.Linear(4, 4))
+    precast_matmul_weights(model, torch.bfloat16)  # not a SETR ViT model: left alone
+    assert model[0].weight.dtype == torch.float32
