@@ -108,7 +108,7 @@ def retinanet_hlg(preset: str = "retinanet_hlg_small_fpn_mstrain_1x_coco", num_c
 
         return load_detector(preset, checkpoint, device=device)[0]
     from setr.detection.model import build_retinanet_hlg
-    from setr.detection.presets import get_detection_preset
+    from setr.presets.detection import get_detection_preset
 
     p = get_detection_preset(preset)
     p.model.pretrained = None

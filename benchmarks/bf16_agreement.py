@@ -20,7 +20,8 @@ import torch
 
 from setr.config import build_model
 from setr.data.synthetic import make_scene
-from setr.inference import Segmenter, normalise, to_tensor
+from setr.data.transforms import normalise_tensor as normalise
+from setr.inference import Segmenter, to_tensor
 from setr.presets import get_preset
 
 
@@ -42,13 +43,13 @@ def main() -> None:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     if args.images_dir:
-        from setr.inference import find_images, read_image
+        from setr.io.images import find_images, read_image
 
         images = [read_image(p) for p in find_images([args.images_dir])[: args.images]]
     else:
         images = [natural_image(rng, 512, 683) for _ in range(args.images)]
     if args.checkpoint:
-        from setr.checkpoints import load_model
+        from setr.model_files import load_model
 
         model, cfg = load_model(args.checkpoint, preset.model)
     else:

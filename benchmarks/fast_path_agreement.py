@@ -20,8 +20,9 @@ from pathlib import Path
 
 import torch
 
-from setr.checkpoints import load_model
-from setr.inference import Segmenter, find_images, read_image
+from setr.model_files import load_model
+from setr.inference import Segmenter
+from setr.io.images import find_images, read_image
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -26,7 +26,7 @@ LAYERS = [
     ["overrides"],
     ["config"],
     ["data"],
-    ["checkpoints"],
+    ["model_files"],
     ["presets"],
     ["precision", "complexity"],
     ["inference", "batch_predict"],

@@ -87,6 +87,7 @@ def test_workers_decode_and_batches_group_equal_sizes(images, tmp_path, monkeypa
     summary = json.loads((tmp_path / "batched" / SUMMARY_NAME).read_text())
     assert summary["images"] == 7 and summary["per_rank"] == [7] and summary["batch_size"] == 3
     assert summary["seconds"] > 0 and summary["images_per_s"] == pytest.approx(7 / summary["seconds"], rel=0.01)
+    assert [p.name for p in batched["written"]] == [p.name for p in one["written"]]  # same files, same order
     for p in one["written"]:
         a = np.asarray(Image.open(p))
         b = np.asarray(Image.open(tmp_path / "batched" / p.name))
@@ -94,7 +95,7 @@ def test_workers_decode_and_batches_group_equal_sizes(images, tmp_path, monkeypa
 
 
 def test_torchrun_two_cpu_processes_write_exactly_what_one_process_writes(images, tmp_path):
-    from setr.checkpoints import save_model
+    from setr.model_files import save_model
     from setr.config import build_model
     from setr.presets import get_preset
 

@@ -133,7 +133,7 @@ def test_predict_end_to_end_real_vit_b_original_checkpoint(tmp_path):
 
 
 def test_own_checkpoint_keeps_its_config_under_the_preset_name(tmp_path, capsys):
-    from setr.checkpoints import save_model
+    from setr.model_files import save_model
     from setr.overrides import apply_overrides
 
     from conftest import tiny_sets

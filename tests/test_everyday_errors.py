@@ -5,7 +5,6 @@ import os
 import re
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +56,7 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     """A tiny demo-preset model saved in our format (config, dataset and class names inside)."""
-    from setr.checkpoints import save_model
+    from setr.model_files import save_model
 
     cfg = tiny_demo().model
     return save_model(build_model(cfg), cfg, tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
@@ -200,7 +199,6 @@ def test_data_check_is_cached_by_size_and_time(data, tmp_path):
 
 def test_reduce_zero_label_ranges(tmp_path):
     from setr.data.check import check_sample
-    from setr.errors import SetrError  # noqa: F401
 
     img, mask = tmp_path / "a.png", tmp_path / "a_mask.png"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(img)
@@ -314,30 +312,25 @@ def test_evaluate_takes_class_names(five_class_folders, tmp_path, capsys):
 # ------------------------------------------------------------------------------------------- 3. setr test
 def test_setr_test_prints_the_table_before_writing_and_writes_atomically(ckpt, data, tmp_path, capsys,
                                                                          monkeypatch):
-    import setr.outputs
+    import pathlib
 
     out = tmp_path / "m.json"
+    real_write_text = pathlib.Path.write_text
 
-    class FullDisk:  # a file on a full disk: every write fails with ENOSPC
-        def __init__(self, fd, *args, **kwargs):
-            os.close(fd)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def write(self, text):
+    def full_disk(self, *args, **kwargs):  # the temporary file beside m.json is on a full disk
+        if self.name.startswith(".m.json.") and self.name.endswith(".tmp"):
             raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write_text(self, *args, **kwargs)
 
-    monkeypatch.setattr(setr.outputs.os, "fdopen", FullDisk)
+    monkeypatch.setattr(pathlib.Path, "write_text", full_disk)
     assert main(["test", DEMO, str(ckpt), "--data-root", str(data), "--json", str(out), "--no-progress",
                  "--precision", "fp32"]) == 1
     captured = capsys.readouterr()
     assert "mIoU" in captured.out and "precision fp32" in captured.out  # the numbers were shown
-    assert one_line(captured.err) == (f"setr test: error: {out}: No space left on device "
-                                      "(free some space or write elsewhere)")
+    err = one_line(captured.err)
+    assert err.startswith(f"setr test: error: {out}: could not be written (No space left on device; ")
+    assert err.endswith(" MB free on its disk); nothing was replaced")
+    assert not out.exists() and not list(tmp_path.glob(".*.tmp"))  # nothing half-written left behind
     monkeypatch.undo()
     assert main(["test", DEMO, str(ckpt), "--data-root", str(data), "--json", str(out), "--no-progress"]) == 0
     metrics = json.loads(out.read_text())
@@ -381,7 +374,7 @@ def _umask() -> int:
 
 
 def test_class_names_follow_num_classes_and_weights_get_the_umask_mode(tmp_path, capsys):
-    from setr.checkpoints import read_config
+    from setr.model_files import read_config
 
     root = write_folder(tmp_path / "three", n_train=2, n_val=1, size=(64, 64), num_classes=3,
                         class_names=["sky", "road", "car"])
@@ -425,7 +418,7 @@ def test_demo_reports_its_precision(tmp_path, capsys, monkeypatch):
 
 def test_detect_predict_says_when_there_are_no_boxes(tmp_path, capsys):
     from setr.detection.model import build_retinanet_hlg
-    from setr.detection.presets import get_detection_preset
+    from setr.presets.detection import get_detection_preset
 
     p = get_detection_preset("retinanet_hlg_tiny_test")
     p.model.pretrained = None

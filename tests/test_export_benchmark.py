@@ -6,7 +6,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from setr.checkpoints import save_model
+from setr.model_files import save_model
 from setr.cli import main
 from setr.config import build_model
 from setr.overrides import apply_overrides

@@ -7,7 +7,6 @@ import tomllib
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from setr.cli import main

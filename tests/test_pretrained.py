@@ -211,7 +211,7 @@ def test_timm_hlg_records_variant_and_data_config(tmp_path):
 # ------------------------------------------------------------------------------------------------- detection
 def test_retinanet_hlg_round_trip_folder_and_repo_id(tmp_path, offline):
     from setr.detection.model import build_retinanet_hlg
-    from setr.detection.presets import get_detection_preset
+    from setr.presets.detection import get_detection_preset
 
     preset = get_detection_preset("retinanet_hlg_tiny_test")
     torch.manual_seed(0)
@@ -328,7 +328,7 @@ def test_torch_hub_load_local_hlg_and_retinanet(tmp_path):
 
 
 def _det_preset():
-    from setr.detection.presets import get_detection_preset
+    from setr.presets.detection import get_detection_preset
 
     return get_detection_preset("retinanet_hlg_tiny_test")
 
@@ -388,7 +388,7 @@ def test_convert_hlg_imagenet_checkpoint(tmp_path, capsys):
 
 
 def test_convert_our_segmentation_checkpoints(tmp_path, capsys):
-    from setr.checkpoints import save_model
+    from setr.model_files import save_model
     from setr.config import build_model
     from setr.presets import get_preset
 

@@ -18,12 +18,11 @@ import pytest
 import torch
 from PIL import Image
 
-from setr.checkpoints import (load_model, load_original_checkpoint, load_pretrained_backbone, read_pretrained,
-                              read_state_dict, safe_torch_load, trusted_checkpoints)
+from setr.io.weights import read_state_dict, safe_torch_load, trusted_checkpoints
+from setr.model_files import load_model, load_pretrained_backbone, load_weights, read_pretrained
 from setr.cli import main
 from setr.config import build_model
-from setr.engine.checkpoint import (load_training_checkpoint, read_checkpoint, rng_state, save_training_checkpoint,
-                                    set_rng_state)
+from setr.engine.state import read_checkpoint, rng_state, set_rng_state, write_checkpoint
 from setr.errors import SetrError
 from setr.inference import Segmenter
 from setr.models.classifier import load_hlg_checkpoint
@@ -146,7 +145,7 @@ def test_message_names_the_objects(tmp_path, files):
 # ------------------------------------------------------------------------------------------ Python APIs
 def test_segmentation_apis_refuse(files):
     m, cfg = files["marker"], files["cfg"]
-    for fn in (lambda p: read_state_dict(p), lambda p: load_original_checkpoint(build_model(cfg), p),
+    for fn in (lambda p: read_state_dict(p), lambda p: load_weights(build_model(cfg), p),
                lambda p: load_model(p), lambda p: load_model(p, cfg), lambda p: Segmenter.from_checkpoint(p),
                lambda p: Segmenter.from_checkpoint(p, SEG_PRESET), lambda p: Segmenter.from_preset(SEG_PRESET, p)):
         for key in ("original", "legacy"):
@@ -160,7 +159,7 @@ def test_pretrained_and_hlg_apis_refuse(files):
     backbone = build_model(files["cfg"]).backbone
     for fn, key in ((lambda p: read_pretrained(p), "deit"), (lambda p: load_pretrained_backbone(backbone, p), "deit"),
                     (lambda p: load_hlg_checkpoint(p, "small"), "hlg"),
-                    (lambda p: read_checkpoint(p), "train"), (lambda p: load_training_checkpoint(p), "train")):
+                    (lambda p: read_checkpoint(p), "train")):
         with pytest.raises(SetrError) as e:
             fn(files[key])
         assert_refused(e.value, files[key], m)
@@ -226,7 +225,7 @@ def test_classification_and_detection_training_refuse(files, tmp_path):
 
     pytest.importorskip("pycocotools")
     from setr.detection.engine import train_detector
-    from setr.detection.presets import get_detection_preset
+    from setr.presets.detection import get_detection_preset
     from setr.detection.synthetic import write_coco
 
     coco = write_coco(tmp_path / "coco", n_train=2, n_val=1, size=64, num_classes=1, seed=0)
@@ -313,8 +312,8 @@ def test_trust_loads_a_benign_file_with_python_objects(files, image, tmp_path, c
     torch.save({"meta": {"args": argparse.Namespace(lr=0.1)}, "state_dict": files["seg_sd"]}, p)
     p.with_suffix(".json").write_text(cfg.to_json())
     with pytest.raises(SetrError, match="argparse.Namespace"):
-        load_original_checkpoint(build_model(cfg), p)
-    model = load_original_checkpoint(build_model(cfg), p, trust_checkpoint=True)
+        load_weights(build_model(cfg), p)
+    model = load_weights(build_model(cfg), p, trust_checkpoint=True)
     assert torch.equal(model.state_dict()["backbone.pos_embed"], files["seg_sd"]["backbone.pos_embed"])
     assert Segmenter.from_checkpoint(p, trust_checkpoint=True).cfg.num_classes == 5
     with trusted_checkpoints():
@@ -346,11 +345,15 @@ def test_training_checkpoint_holds_tensors_and_plain_values(tmp_path, files):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     scaler = torch.amp.GradScaler("cpu")
     np.random.randn(3)  # leave a cached gaussian in numpy's state
-    path = save_training_checkpoint(tmp_path / "iter_3.pth", model, opt, 3, {"name": "x", "train": {"lr": 0.1}},
-                                    best={"mIoU": np.float64(0.5), "iteration": np.int64(3)}, scaler=scaler)
+    # what the training loop writes: numpy scalars in the metrics, optimizer, scaler and RNG states
+    state = {"meta": {"iteration": 3, "preset": "x", "config": {"name": "x", "train": {"lr": 0.1}},
+                      "best": {"mIoU": np.float64(0.5), "iteration": np.int64(3)}},
+             "state_dict": model.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
+             "rng": rng_state()}
+    path = write_checkpoint(tmp_path / "iter_3.pth", state)
     state = torch.load(path, map_location="cpu", weights_only=True)
     assert state["meta"]["iteration"] == 3 and type(state["meta"]["best"]["mIoU"]) is float
-    assert load_training_checkpoint(path)["meta"]["best"] == {"mIoU": 0.5, "iteration": 3}
+    assert read_checkpoint(path)["meta"]["best"] == {"mIoU": 0.5, "iteration": 3}
     # the RNG states round-trip: every generator continues where it was saved
     saved = rng_state()
     a = (torch.rand(3), np.random.rand(3), np.random.randn(), __import__("random").random())
@@ -397,7 +400,7 @@ def test_detection_checkpoints_load_weights_only(tmp_path):
 
     coco = write_coco(tmp_path / "coco", n_train=2, n_val=1, size=64, num_classes=1, seed=0)
     p = "retinanet_hlg_tiny_test"
-    from setr.detection.presets import get_detection_preset
+    from setr.presets.detection import get_detection_preset
 
     preset = get_detection_preset(p)
     apply_overrides(preset, ["train.epochs=1", "model.train_min_sizes=[64]", "model.test_min_size=64",

@@ -1,6 +1,6 @@
 """SETR: vision transformers for semantic segmentation (the original SETR family, for today's PyTorch)."""
 from ._version import __version__
-from .checkpoints import load_model, save_model
+from .model_files import load_model, save_model
 from .config import ModelConfig, build_model
 from .errors import SetrError
 from .inference import Segmenter, read_image

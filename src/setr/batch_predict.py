@@ -189,7 +189,7 @@ def predict_files(seg, inputs: Iterable[str | os.PathLike], out_dir: str | os.Pa
                    "processes": world, "batch_size": batch_size, "workers": workers, "device": str(seg.device),
                    "precision": seg.precision, "mode": seg.mode, "aug": bool(seg.aug), "failed": failed}
         if write_summary and rank == 0:
-            from .outputs import atomic_write_text
+            from .io.atomic import atomic_write_text
 
             atomic_write_text(out / SUMMARY_NAME, json.dumps(summary, indent=2) + "\n")
         if distributed:

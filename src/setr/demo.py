@@ -16,14 +16,15 @@ def run_demo(work_dir: str | Path = "work_dirs/demo", iters: int | None = None, 
              n_train: int = 200, n_val: int = 40, say: Callable[[str], None] | None = None) -> dict:
     """Returns the metrics; progress lines go to ``say`` (the command line passes ``print``), else to the log."""
     say = say or log.info
-    from .checkpoints import load_model
+    from .model_files import load_model
     from .data.datasets import build_dataset
     from .data.synthetic import write_folder
     from .engine.trainer import train
     from .evaluation.evaluate import evaluate
     from .evaluation.metrics import format_table, to_json
     from .inference import Segmenter
-    from .outputs import atomic_write_text, ensure_writable_dir
+    from .io.atomic import atomic_write_text
+    from .outputs import ensure_writable_dir
     from .presets.demo import DEMO_SIZE, demo_preset
 
     work_dir = ensure_writable_dir(work_dir, "--work-dir")

@@ -24,10 +24,9 @@ from .config import ModelConfig, build_model
 from .data.classes import classes_and_palette
 from .data.transforms import flip as flip_image
 from .data.transforms import normalise as normalise_image
-from .data.transforms import normalise_tensor as normalise  # noqa: F401  (public: tensors on 0..255)
 from .data.transforms import resize_image, scaled_sizes
 from .errors import SetrError
-from .io.images import IMAGE_SUFFIXES, find_images, read_image  # noqa: F401  (public re-exports)
+from .io.images import read_image  # noqa: F401  (public: setr.inference.read_image, setr.read_image)
 
 FLIP_DIRECTIONS = ("horizontal", "vertical")
 LARGE_IMAGE_FACTOR = 16  # warn when a view has more pixels than this times the preset's test scale
@@ -128,7 +127,7 @@ class Segmenter:
         ``overrides`` are ``--set`` strings (``"model.backbone.embed_dim=64"``, ``"model.test.aug=true"``,
         ``"model.test.flip_directions=[horizontal,vertical]"``) applied to the preset, or to the config stored in
         one of our checkpoints."""
-        from .checkpoints import config_for, load_model, read_config
+        from .model_files import config_for, load_model, read_config
         from .overrides import apply_model_overrides
         from .presets import resolved_preset
 

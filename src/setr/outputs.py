@@ -51,23 +51,3 @@ def ensure_writable_file(path: str | os.PathLike, option: str) -> Path:
         raise SetrError(f"{option} {path}: is a folder, expected a file name")
     ensure_writable_dir(path.parent if str(path.parent) else Path("."), option + " (its folder)")
     return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path`` (readers never see half a
-    file; a failed write leaves the old file and no temporary behind). The file gets the umask's mode."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=str(path.parent) if str(path.parent) else ".", prefix=f".{path.name}.",
-                               suffix=".tmp")
-    try:
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-        except OSError as exc:  # a full disk: name the file the user asked for, not the temporary
-            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path

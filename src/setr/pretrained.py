@@ -71,7 +71,8 @@ def save_pretrained(obj: Any, save_directory: str | os.PathLike, *, config: Any 
     if folder.exists() and not folder.is_dir():
         raise SetrError(f"{folder}: exists and is not a folder")
     folder.mkdir(parents=True, exist_ok=True)
-    from .checkpoints import FORMAT_KEY, atomic_write
+    from .io.atomic import atomic_write
+    from .model_files import FORMAT_KEY
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"format": "pt", "setr_pretrained": json.dumps(conf)}
@@ -402,16 +403,17 @@ def load_pretrained(name_or_path: str | os.PathLike, *, kind: str | None = None,
     if kind is not None and conf["kind"] != kind:
         raise SetrError(f"{name_or_path}: holds a {conf['kind']} model, not a {kind} model")
     weights = resolve_file(name_or_path, WEIGHTS_NAME, **hub_kwargs)
-    from .checkpoints import check_keys, read_state_dict
+    from .io.weights import read_state_dict
+    from .model_files import check_keys
 
     source = str(name_or_path)
     if conf["kind"] == "segmentation":
-        from .checkpoints import load_original_checkpoint
+        from .model_files import load_weights
         from .config import ModelConfig, build_model
 
         cfg = ModelConfig.from_dict(conf["model"])
         model = build_model(cfg, with_aux=with_aux)
-        load_original_checkpoint(model, read_state_dict(weights), source=source)
+        load_weights(model, read_state_dict(weights), source=source)
     else:
         sd = read_state_dict(weights)
         if conf["kind"] == "classification":
@@ -513,7 +515,8 @@ def _preset_kind(name: str | None) -> str | None:
 
 def _load_for_conversion(path: Path, preset: str | None, class_names, trust: bool, ema: bool):
     """(kind, object to save, save_pretrained kwargs, notes)."""
-    from .checkpoints import read_config, read_state_dict, unwrap_state_dict
+    from .io.weights import read_state_dict, unwrap_state_dict
+    from .model_files import read_config
 
     want = _preset_kind(preset)
     if path.suffix == ".safetensors":
@@ -521,7 +524,7 @@ def _load_for_conversion(path: Path, preset: str | None, class_names, trust: boo
             return _segmentation_from_file(path, preset, trust)
         state: dict = {"state_dict": read_state_dict(path)}
     else:
-        from .engine.checkpoint import read_checkpoint
+        from .engine.state import read_checkpoint
 
         state = read_checkpoint(path, trust)
     meta = state.get("meta") if isinstance(state.get("meta"), dict) else {}
@@ -558,13 +561,13 @@ def _segmentation_from_file(path: Path, preset: str | None, trust: bool):
 
 
 def _segmentation_from_training(path: Path, state: dict, meta: dict, preset: str | None):
-    from .checkpoints import load_original_checkpoint
+    from .model_files import load_weights
     from .config import ModelConfig, build_model
     from .inference import Segmenter
 
     cfg = ModelConfig.from_dict(meta["config"]["model"])
     model = build_model(cfg, with_aux=False)
-    load_original_checkpoint(model, state["state_dict"], source=str(path))
+    load_weights(model, state["state_dict"], source=str(path))
     seg = Segmenter(model, cfg)
     seg.preset = preset or meta.get("preset")
     notes = [f"training checkpoint at iteration {meta['iteration']}; auxiliary heads and optimizer state dropped"]
@@ -572,40 +575,25 @@ def _segmentation_from_training(path: Path, state: dict, meta: dict, preset: str
 
 
 def _segmentation_from_state(path: Path, sd: dict, preset: str):
-    from .checkpoints import load_original_checkpoint
+    from .model_files import load_weights
     from .config import build_model
     from .inference import Segmenter
     from .presets import get_preset
 
     p = get_preset(preset)
     model = build_model(p.model, with_aux=False)
-    load_original_checkpoint(model, sd, source=str(path))
+    load_weights(model, sd, source=str(path))
     seg = Segmenter(model, p.model)
     seg.preset = p.name
     return "segmentation", seg, {"preset": p.name}, ["original checkpoint: conv_seg and auxiliary heads dropped"]
 
 
 def _classification_from_state(path: Path, sd: dict, preset: str | None, trained_as: str | None, class_names):
-    from .models.hlg import HLG, HLG_VARIANTS, infer_hlg_kwargs, load_hlg_state_dict
+    from .models.classifier import load_hlg_checkpoint
 
-    try:
-        arch = infer_hlg_kwargs(sd)
-    except (KeyError, ValueError) as exc:
-        raise SetrError(f"{path}: not an HLG checkpoint ({exc})") from None
-    notes = []
-    if preset is not None:
-        want = HLG_VARIANTS[preset.lower().removeprefix("hlg_")]
-        if tuple(want["embed_dims"]) != arch["embed_dims"]:
-            raise SetrError(f"{path}: checkpoint has widths {list(arch['embed_dims'])}, {preset} has "
-                            f"{list(want['embed_dims'])}: it belongs to another variant")
-        if tuple(want["depths"]) != arch["depths"]:
-            notes.append(f"checkpoint depths {list(arch['depths'])} differ from {preset}'s {list(want['depths'])}; "
-                         "using the checkpoint's")
-    model = HLG(**arch)
-    try:
-        load_hlg_state_dict(model, sd)
-    except RuntimeError as exc:
-        raise SetrError(f"{path}: {exc}") from None
+    variant = preset.lower().removeprefix("hlg_") if preset is not None else None
+    model, arch = load_hlg_checkpoint(sd, variant, source=str(path))
+    notes = list(arch["notes"])
     if trained_as:
         notes.append(f"trained as {trained_as}")
     return "classification", model.eval(), {"preset": preset, "class_names": class_names}, notes

@@ -15,7 +15,8 @@ from setr.detection.cli import add_detect_parser  # noqa: E402
 from setr.detection.coco import CocoDetection  # noqa: E402
 from setr.detection.engine import (StepWarmupLR, evaluate_detector, load_detector,  # noqa: E402
                                    train_detector)
-from setr.detection.model import FPN_STRIDES, anchor_sizes, num_anchors_for, param_groups  # noqa: E402
+from setr.engine.common import param_groups  # noqa: E402
+from setr.detection.model import FPN_STRIDES, anchor_sizes, num_anchors_for  # noqa: E402
 from setr.detection.synthetic import write_coco  # noqa: E402
 from setr.errors import SetrError  # noqa: E402
 from setr.overrides import apply_overrides  # noqa: E402
@@ -114,9 +115,11 @@ def test_build_variants_and_overrides():
     assert p.model.fpn_channels == 48 and p.train.milestones == (2, 3)
     with pytest.raises(SetrError):
         get_detection_preset("retinanet_nope")
-    groups = param_groups(m, 1e-4)
-    assert groups[1]["weight_decay"] == 0.0
-    assert all(p.ndim == 1 for p in groups[1]["params"])
+    # RetinaNet-HLG's recipe: the norms without weight decay (mmcv custom key 'norm', decay_mult 0)
+    groups = {g["name"]: g for g in param_groups(m, 1e-4, 0.05, no_decay_key="norm")}
+    assert groups["backbone_no_decay"]["weight_decay"] == 0.0 and groups["backbone"]["weight_decay"] == 0.05
+    assert all(p.ndim == 1 for p in groups["backbone_no_decay"]["params"])
+    assert all(g["lr"] == 1e-4 for g in groups.values())
 
 
 def test_step_warmup_schedule():

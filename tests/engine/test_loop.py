@@ -18,7 +18,7 @@ import torch
 
 import setr.engine.loop as loop_module
 import train_worker as W
-from setr.engine.checkpoint import read_checkpoint
+from setr.engine.state import read_checkpoint
 from setr.engine.loop import list_checkpoints
 from setr.errors import SetrError
 
@@ -274,15 +274,17 @@ def test_bad_resume_paths_and_other_runs(task, roots, reference, tmp_path):
 
 
 @pytest.mark.parametrize("task", W.TASKS)
-def test_resume_with_nothing_to_resume_starts_at_zero(task, roots, tmp_path, capsys):
+def test_resume_with_nothing_to_resume_starts_at_zero(task, roots, tmp_path, caplog):
     stop = "train.stop_at" if task != "cls" else "stop_at"
-    W.run(task, roots[task], tmp_path, resume=True, sets=[f"{stop}=1"])
-    err = capsys.readouterr().err
+    with caplog.at_level("WARNING", logger="setr"):
+        W.run(task, roots[task], tmp_path, resume=True, sets=[f"{stop}=1"])
+    # the library warns through logging (the command line prints it as one line on stderr)
+    err = "\n".join(r.getMessage() for r in caplog.records if r.name == "setr.engine.loop" and r.levelname == "WARNING")
     assert f"--resume: no checkpoint in {tmp_path} yet; starting from iteration 0" in err
     assert newest(tmp_path) == (1, "iter_1.pth")
 
 
-def test_a_work_dir_belongs_to_one_run(roots, tmp_path, capsys):
+def test_a_work_dir_belongs_to_one_run(roots, tmp_path, caplog):
     root = roots["seg"]
     W.run("seg", root, tmp_path, sets=["train.stop_at=2"])
     with pytest.raises(SetrError, match=r"holds another run's checkpoints \(iter_1.pth, iter_2.pth\): continue it "
@@ -301,9 +303,10 @@ def test_a_work_dir_belongs_to_one_run(roots, tmp_path, capsys):
     dead.wait()
     (tmp_path / "train.lock").write_text(json.dumps({"pid": dead.pid, "host": os.uname().nodename}))
     (tmp_path / ".iter_2.pth.abc123.tmp").write_bytes(b"half a checkpoint")
-    capsys.readouterr()
-    W.run("seg", root, tmp_path, resume=True, sets=["train.stop_at=2"])
-    err = capsys.readouterr().err
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="setr"):
+        W.run("seg", root, tmp_path, resume=True, sets=["train.stop_at=2"])
+    err = "\n".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     assert f"taking over the stale lock of pid {dead.pid}" in err and "removed 1 temporary file(s)" in err
     assert not (tmp_path / ".iter_2.pth.abc123.tmp").exists() and not (tmp_path / "train.lock").exists()
 

@@ -5,7 +5,8 @@ import torch
 from setr.complexity import build_on_meta, segmentor_param_counts
 from setr.config import build_model
 from setr.engine.schedule import poly_lr
-from setr.engine.trainer import param_groups, train
+from setr.engine.common import param_groups
+from setr.engine.trainer import train
 from setr.models.hlg import create_hlg
 from setr.overrides import apply_overrides
 from setr.presets import get_preset, list_presets
@@ -61,7 +62,7 @@ def test_imagenet_checkpoint_initialises_the_backbone(tmp_path):
 def test_recipe_groups_and_warmup():
     p = tiny_model()
     model = build_model(p.model)
-    groups = {g["name"]: g for g in param_groups(model, 6e-5, 10.0, 0.01, "norm")}
+    groups = {g["name"]: g for g in param_groups(model, 6e-5, 0.01, head_lr_mult=10.0, no_decay_key="norm")}
     assert groups["heads"]["lr"] == pytest.approx(6e-4) and groups["backbone"]["lr"] == pytest.approx(6e-5)
     assert groups["backbone_no_decay"]["weight_decay"] == 0.0 and groups["backbone"]["weight_decay"] == 0.01
     # linear warm-up from lr * 1e-6 over 1500 iterations, then poly (power 1) to 0

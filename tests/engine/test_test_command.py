@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from setr.checkpoints import save_model
+from setr.model_files import save_model
 from setr.cli import main
 from setr.config import build_model
 from setr.data.synthetic import write_ade20k, write_cityscapes

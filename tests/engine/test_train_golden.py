@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from setr.cli import main
-from setr.engine.checkpoint import read_checkpoint
+from setr.engine.state import read_checkpoint
 from setr.parity.train import write_folder_dataset
 
 CASES = sorted((Path(__file__).parents[1] / "fixtures" / "setr_train").glob("*.pt"))

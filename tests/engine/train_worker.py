@@ -128,7 +128,7 @@ def task_class(task: str):
 
 def last_weights(work) -> tuple[str, dict]:
     """The newest checkpoint of ``work`` (its name and state_dict)."""
-    from setr.engine.checkpoint import read_checkpoint
+    from setr.engine.state import read_checkpoint
     from setr.engine.loop import list_checkpoints
 
     found = list_checkpoints(Path(work), 2)

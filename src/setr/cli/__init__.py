@@ -50,7 +50,7 @@ def _trust_scope(args: argparse.Namespace):
         import contextlib
 
         return contextlib.nullcontext()
-    from ..checkpoints import trusted_checkpoints
+    from ..io.weights import trusted_checkpoints
 
     return trusted_checkpoints(True)
 

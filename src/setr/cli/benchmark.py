@@ -5,7 +5,8 @@ import argparse
 import json
 
 from .. import argtypes
-from .common import add_device, device_name, preset_from_args, window_batch_int
+from ..dist import resolve_device
+from .common import add_device, preset_from_args
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
@@ -14,7 +15,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     preset = preset_from_args(args)
     shape = tuple(args.shape) * (2 if args.shape and len(args.shape) == 1 else 1) if args.shape else None
     r = benchmark(preset, shape, args.batch, args.precision, args.compile, args.train, args.mode,
-                  device_name(args.device), runs=args.runs, window_batch=args.window_batch)
+                  resolve_device(args.device), runs=args.runs, window_batch=args.window_batch)
     print(json.dumps(r, indent=2) if args.json else format_result(r))
     return 0
 
@@ -30,7 +31,7 @@ def register(sub) -> None:
     p.add_argument("--compile", action="store_true")
     p.add_argument("--train", action="store_true", help="time a training step (aux heads, SGD) instead")
     p.add_argument("--mode", default="whole", choices=("whole", "slide"))
-    p.add_argument("--window-batch", type=window_batch_int, default=None)
+    p.add_argument("--window-batch", type=argtypes.positive_int, default=None)
     p.add_argument("--runs", type=argtypes.positive_int, default=5)
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", action="store_true")

@@ -6,7 +6,8 @@ import json
 
 from .. import argtypes
 from ..errors import SetrError
-from .common import add_device, add_overwrite, add_trust, device_name
+from ..dist import resolve_device
+from .common import add_device, add_overwrite, add_trust
 
 
 def cmd_classify_train(args: argparse.Namespace) -> int:
@@ -59,7 +60,7 @@ def cmd_classify_test(args: argparse.Namespace) -> int:
     out = Path(args.json or state_path.with_name(f"{state_path.stem}_{args.split}_top1{suffix}.json"))
     ensure_writable_file(out, "--json" if args.json else "--json (default: next to the checkpoint)")
     if args.ema:
-        from ..engine.checkpoint import read_checkpoint
+        from ..engine.state import read_checkpoint
 
         state = read_checkpoint(state_path)
         if "ema" not in state:
@@ -75,11 +76,11 @@ def cmd_classify_test(args: argparse.Namespace) -> int:
     if len(dataset.classes) != model.num_classes:
         raise SetrError(f"{args.checkpoint}: checkpoint has {model.num_classes} classes, "
                         f"{Path(args.data_root) / args.split} has {len(dataset.classes)}")
-    info = DistInfo(device=torch.device(device_name(args.device)))
+    info = DistInfo(device=torch.device(resolve_device(args.device)))
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers)
     metrics = evaluate_classifier(model.to(info.device), loader, info)
     metrics.update({"preset": p.name, "checkpoint": str(args.checkpoint), "split": args.split, "ema": args.ema})
-    from ..outputs import atomic_write_text
+    from ..io.atomic import atomic_write_text
 
     atomic_write_text(out, json.dumps(metrics, indent=2))
     print(f"top-1 {metrics['top1']:.2f}%  top-5 {metrics['top5']:.2f}%  on {metrics['images']} images; {out}")

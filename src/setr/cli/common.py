@@ -24,13 +24,6 @@ def add_trust(p: argparse.ArgumentParser) -> None:
                         "from a source you trust")
 
 
-def window_batch_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
-    return value
-
-
 def add_flip_directions(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flip-directions", nargs="+", choices=("horizontal", "vertical"), metavar="DIRECTION",
                    help="with --aug: the flipped views, horizontal and/or vertical (default: the preset's, "
@@ -41,14 +34,8 @@ def add_speed_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16", "int8"),
                    help="auto: bf16 where the hardware has bf16 matrix units, else fp32; fp32 is bit-faithful; "
                         "int8 (CPU): dynamic int8 encoder linear layers, the rest as auto")
-    p.add_argument("--window-batch", type=window_batch_int, default=None,
+    p.add_argument("--window-batch", type=argtypes.positive_int, default=None,
                    help="sliding windows per forward pass (default: 1 in fp32, 8 otherwise)")
-
-
-def device_name(name: str | None) -> str:
-    from ..dist import resolve_device
-
-    return resolve_device(name)
 
 
 def preset_from_args(args: argparse.Namespace):

@@ -9,7 +9,7 @@ from .common import add_trust, preset_from_args
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..checkpoints import load_model, read_config
+    from ..model_files import load_model, read_config
     from ..config import build_model
     from ..export import check_onnx, export_onnx
 

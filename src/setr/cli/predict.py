@@ -9,7 +9,8 @@ from .common import add_device, add_flip_directions, add_speed_options, add_trus
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from ..inference import Segmenter, find_images
+    from ..inference import Segmenter
+    from ..io.images import find_images
 
     from ..outputs import ensure_writable_dir
 

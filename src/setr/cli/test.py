@@ -4,13 +4,14 @@ from __future__ import annotations
 import argparse
 
 from ..errors import SetrError
-from .common import add_device, add_flip_directions, add_speed_options, add_trust, device_name, preset_from_args
+from ..dist import resolve_device
+from .common import add_device, add_flip_directions, add_speed_options, add_trust, preset_from_args
 
 LISTED_DATASETS = ("cityscapes", "ade20k", "pascal_context", "folder")
 
 
 def _load_for_test(args, preset):
-    from ..checkpoints import config_for, load_model
+    from ..model_files import config_for, load_model
     from ..inference import Segmenter
 
     from ..overrides import apply_model_overrides
@@ -19,7 +20,7 @@ def _load_for_test(args, preset):
     if cfg is not preset.model:  # one of ours: its stored config, with this command's model.* --set on top
         cfg = apply_model_overrides(cfg, [a for a in args.set if a.strip().startswith("model.")])
     model, cfg = load_model(args.checkpoint, cfg)
-    seg = Segmenter(model, cfg, device=device_name(args.device), mode=args.mode, aug=True if args.aug else None,
+    seg = Segmenter(model, cfg, device=resolve_device(args.device), mode=args.mode, aug=True if args.aug else None,
                     window_batch=args.window_batch, precision=args.precision, flip_directions=args.flip_directions)
     print(f"testing with mode={seg.mode}, aug={'ms+flip' if seg.aug else 'off'}, device={seg.device}, "
           f"precision={seg.precision}")
@@ -34,7 +35,8 @@ def cmd_test(args: argparse.Namespace) -> int:
     from ..evaluation.formats import SubmissionWriter
     from ..evaluation.metrics import format_table, to_json
 
-    from ..outputs import atomic_write_text, ensure_writable_dir, ensure_writable_file
+    from ..io.atomic import atomic_write_text
+    from ..outputs import ensure_writable_dir, ensure_writable_file
 
     preset = preset_from_args(args)
     if args.format_only and not args.out:

@@ -88,7 +88,7 @@ def _read_cache(path: Path | None, fingerprint: str) -> dict:
 
 
 def _write_cache(path: Path, fingerprint: str, checked: dict) -> None:
-    from ..outputs import atomic_write_text
+    from ..io.atomic import atomic_write_text
 
     try:
         atomic_write_text(path, json.dumps({"fingerprint": fingerprint, "checked": checked}))

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from .. import argtypes
+from ..dist import resolve_device
 from ..errors import SetrError
 
 
@@ -15,12 +16,6 @@ def _preset(args: argparse.Namespace):
     p = get_detection_preset(args.preset)
     apply_overrides(p, getattr(args, "set", None) or [])
     return p
-
-
-def _device(name: str | None) -> str:
-    from ..dist import resolve_device
-
-    return resolve_device(name)
 
 
 def cmd_detect_train(args: argparse.Namespace) -> int:
@@ -41,7 +36,7 @@ def cmd_detect_train(args: argparse.Namespace) -> int:
 
     ensure_writable_dir(work_dir, "--work-dir")
     metrics = train_detector(p, args.data_root, work_dir, epochs=args.epochs, batch_size=args.batch_size,
-                             amp=args.amp, resume=resume, device=_device(args.device) if args.device else None,
+                             amp=args.amp, resume=resume, device=resolve_device(args.device) if args.device else None,
                              seed=args.seed, progress=not args.no_progress,
                              overwrite=getattr(args, "overwrite", False))
     if metrics and "AP" in metrics:
@@ -62,7 +57,7 @@ def cmd_detect_test(args: argparse.Namespace) -> int:
 
         ensure_writable_file(args.json, "--json")
     dataset = CocoDetection(args.data_root, args.split)
-    device = _device(args.device)
+    device = resolve_device(args.device)
     model, categories = load_detector(p, args.checkpoint, num_classes=None,
                                       device=device)
     if categories is None and model.head.classification_head.num_classes != dataset.num_classes:
@@ -83,7 +78,7 @@ def cmd_detect_predict(args: argparse.Namespace) -> int:
 
     p = _preset(args)
     ensure_writable_dir(args.out, "--out")
-    device = _device(args.device)
+    device = resolve_device(args.device)
     model, categories = load_detector(p, args.checkpoint, device=device)
     if categories is not None:
         names = [c["name"] for c in categories]

@@ -18,15 +18,15 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ..checkpoints import atomic_write
-from ..engine.checkpoint import read_checkpoint
-from ..engine.common import newest_checkpoint
+from ..io.atomic import atomic_write
+from ..engine.state import read_checkpoint
+from ..engine.common import newest_checkpoint, param_groups
 from ..dist import DistInfo, all_reduce_sum
 from ..engine.loop import TrainTask, run_training
 from ..errors import SetrError
 from ..io.images import has_image_suffix, open_rgb_pil
 from .coco import CocoDetection, collate
-from .model import build_retinanet_hlg, param_groups
+from .model import build_retinanet_hlg
 from ..presets.detection import DetectionPreset, get_detection_preset
 
 CKPT_FORMAT = "setr-det-1"
@@ -169,7 +169,8 @@ class DetectionTask(TrainTask):
         torch.manual_seed(self.seed)  # identical init on every rank
         self.model = build_retinanet_hlg(p.model, self.train_set.num_classes).to(info.device)
         torch.manual_seed(self.seed + info.rank)
-        self.optimizer = torch.optim.AdamW(param_groups(self.model, r.weight_decay, r.norm_decay_mult), lr=r.lr,
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, r.lr, r.weight_decay, no_decay_key="norm",
+                                                        no_decay_mult=r.norm_decay_mult), lr=r.lr,
                                            betas=tuple(r.betas))
         steps = self.iters_per_epoch = len(self.train_set) // r.batch_size
         self.total_iters = r.epochs * steps

@@ -163,19 +163,6 @@ def build_retinanet_hlg(variant_or_kwargs: str | Mapping[str, Any] | DetModelCon
     return model
 
 
-def param_groups(model: nn.Module, weight_decay: float, norm_decay_mult: float = 0.0) -> list[dict]:
-    """mmcv ``paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.)})``: every parameter whose name contains
-    "norm" (HLG's norm1/norm2/norm/norm_out_*) gets weight decay x norm_decay_mult; the rest the full decay."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            (no_decay if "norm" in name else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": weight_decay * norm_decay_mult})
-    return groups
-
-
 def num_anchors_for(image_hw: tuple[int, int], cfg: DetModelConfig) -> int:
     """Anchors for a padded input of size image_hw: sum over levels of ceil(H/s) * ceil(W/s) * anchors per cell."""
     per = cfg.scales_per_octave * len(cfg.anchor_ratios)

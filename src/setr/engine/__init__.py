@@ -1,1 +1,1 @@
-"""Training: distributed setup, checkpoints, schedules, losses and the iteration-based trainer."""
+"""Training: the one loop (``loop.py``) with its task plug-ins, training states, sampler, schedules, losses."""

@@ -1,5 +1,5 @@
 """Pieces every trainer shares (segmentation, classification, detection): the log file, TensorBoard, the
-optimiser step with AMP scaling and clipping, finding the newest checkpoint, and choosing a device."""
+optimiser's parameter groups, the optimiser step with AMP scaling and clipping, finding the newest checkpoint, and choosing a device."""
 from __future__ import annotations
 
 import logging
@@ -9,8 +9,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..dist import resolve_device  # noqa: F401  (moved to setr.dist)
-from ..errors import SetrError
 
 
 def run_logger(work_dir: Path, kind: str, is_main: bool) -> logging.Logger:
@@ -35,6 +33,26 @@ def tensorboard_writer(work_dir: Path, is_main: bool = True):
     except ImportError:
         return None
     return SummaryWriter(str(work_dir / "tb"))
+
+
+def param_groups(model: nn.Module, lr: float, weight_decay: float = 0.0, head_lr_mult: float = 1.0,
+                 no_decay_key: str | None = None, no_decay_mult: float = 0.0) -> list[dict]:
+    """The optimiser's parameter groups by the original's substring rules (mmcv ``paramwise_cfg``): a parameter
+    whose name contains "head" trains at ``lr * head_lr_mult``, the rest at ``lr``; with ``no_decay_key`` (HLG:
+    "norm", mmcv's ``custom_keys={'norm': dict(decay_mult=0.)}``) a matching parameter gets weight decay x
+    ``no_decay_mult``. Groups are named (``backbone``, ``heads``, ``*_no_decay``) for the logs."""
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            key = ("head" in name, bool(no_decay_key) and no_decay_key in name)
+            groups.setdefault(key, []).append(p)
+    out = []
+    for (is_head, no_decay), params in sorted(groups.items()):
+        g_lr = lr * (head_lr_mult if is_head else 1.0)
+        out.append({"params": params, "lr": g_lr, "initial_lr": g_lr,
+                    "weight_decay": weight_decay * no_decay_mult if no_decay else weight_decay,
+                    "name": ("heads" if is_head else "backbone") + ("_no_decay" if no_decay else "")})
+    return out
 
 
 def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, model: nn.Module, scaler=None,

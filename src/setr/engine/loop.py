@@ -21,14 +21,13 @@ evaluation:
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import re
 import socket
-import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -37,8 +36,9 @@ import torch
 from torch import nn
 
 from ..errors import SetrError
-from .checkpoint import gather_rng_states, read_checkpoint, rng_state, set_rng_state, write_checkpoint
+from .state import gather_rng_states, read_checkpoint, rng_state, set_rng_state, write_checkpoint
 from .common import optimizer_step, run_logger, tensorboard_writer
+from ..precision import autocast
 from ..dist import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 
 CKPT_RE = re.compile(r"^(iter|epoch)_(\d+)\.pth$")
@@ -226,7 +226,7 @@ def release_lock(path: Path | None) -> None:
 
 def remove_stale_temporaries(work_dir: Path) -> list[Path]:
     """Temporary files of checkpoint / weights writes that a killed process left behind (``.NAME.XXXX.tmp``,
-    see :func:`setr.checkpoints.atomic_write`). Call with the work dir's lock held."""
+    see :func:`setr.io.atomic.atomic_write`). Call with the work dir's lock held."""
     removed = []
     for p in work_dir.glob(".*.tmp"):
         if p.is_file():
@@ -328,12 +328,10 @@ def _on_main(info: DistInfo, fn):
 
 
 def amp_context(amp: str | None, device: torch.device):
-    if not amp:
-        return nullcontext
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
-    if dtype is None:
+    """A factory of the step's autocast context (:func:`setr.precision.autocast`); ``amp`` None or "": fp32."""
+    if amp not in (None, "", "bf16", "fp16"):
         raise SetrError(f"--amp {amp}: expected bf16 or fp16")
-    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
+    return functools.partial(autocast, amp or "fp32", device)
 
 
 # --------------------------------------------------------------------------------------------- the loop
@@ -457,7 +455,7 @@ class _Loop:
 
     # ---- the run
     def run(self) -> LoopResult:
-        info, task = self.info, self.task
+        info = self.info
         notes = _on_main(info, self._prepare_dir)
         try:
             return self._run(notes)
@@ -466,9 +464,11 @@ class _Loop:
                 release_lock(self.lock)
 
     def _say(self, text: str) -> None:
+        """What the user must notice (a resume from nothing, an interruption, a partial run): into train.log and
+        to the ``setr`` logger as a warning, which the command line prints as one line (main process only)."""
         if self.info.is_main:
             self.log.info(text)
-            print(text, file=sys.stderr)
+            logger.warning(text)
 
     def _run(self, notes) -> LoopResult:
         from tqdm import tqdm

@@ -19,15 +19,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..checkpoints import load_original_checkpoint, load_pretrained_backbone, save_model
+from ..model_files import load_weights, load_pretrained_backbone, save_model
 from ..config import build_model
 from ..data.datasets import build_dataset
 from ..data.transforms import TrainPipeline
 from ..errors import SetrError
 from ..presets import Preset
-from .common import optimizer_step  # noqa: F401  (kept importable from here)
+from .common import param_groups
 from ..dist import DistInfo
-from .loop import StopRequest, TrainTask, run_training  # noqa: F401  (StopRequest: kept importable from here)
+from .loop import TrainTask, run_training
 from .losses import pixel_accuracy, segmentor_losses
 from .sampler import InfiniteSampler, loader_generator
 from .schedule import poly_lr
@@ -40,24 +40,6 @@ class TrainResult:
     final_checkpoint: Path | None
     metrics: dict
     best: dict
-
-
-def param_groups(model: nn.Module, lr: float, head_lr_mult: float, weight_decay: float = 0.0,
-                 no_decay_key: str | None = None) -> list[dict]:
-    """Backbone parameters at ``lr``; any parameter whose name contains "head" at ``lr * head_lr_mult`` (the
-    original's substring rule); with ``no_decay_key`` (HLG: "norm"), matching parameters get no weight decay."""
-    groups: dict[tuple[bool, bool], list] = {}
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            key = ("head" in name, bool(no_decay_key) and no_decay_key in name)
-            groups.setdefault(key, []).append(p)
-    out = []
-    for (is_head, no_decay), params in sorted(groups.items()):
-        g_lr = lr * (head_lr_mult if is_head else 1.0)
-        out.append({"params": params, "lr": g_lr, "initial_lr": g_lr,
-                    "weight_decay": 0.0 if no_decay else weight_decay,
-                    "name": ("heads" if is_head else "backbone") + ("_no_decay" if no_decay else "")})
-    return out
 
 
 def validate_preset(preset: Preset, world_size: int = 1) -> None:
@@ -164,7 +146,7 @@ class SegmentationTask(TrainTask):
         torch.manual_seed(self.seed + info.rank)  # identical init everywhere, independent dropout / drop-path per rank
         pretrained = self.pretrained
         if pretrained and cfg.backbone.type == "hlg":
-            from ..checkpoints import read_state_dict
+            from ..io.weights import read_state_dict
             from ..models.hlg import load_hlg_state_dict
 
             try:
@@ -176,7 +158,7 @@ class SegmentationTask(TrainTask):
             report = load_pretrained_backbone(model.backbone, pretrained)
             log.info(f"backbone initialised from {pretrained}; kept at init: {len(report['kept_init'])} tensors")
         if self.load_from:
-            load_original_checkpoint(model, self.load_from)
+            load_weights(model, self.load_from)
         model.train()
         ddp_model = model
         if info.distributed:
@@ -190,7 +172,7 @@ class SegmentationTask(TrainTask):
                 broadcast_buffers=False)
         self.model, self.ddp_model = model, ddp_model
         r = preset.train
-        groups = param_groups(model, r.lr, r.head_lr_mult, r.weight_decay, r.no_decay_key)
+        groups = param_groups(model, r.lr, r.weight_decay, head_lr_mult=r.head_lr_mult, no_decay_key=r.no_decay_key)
         if r.optimizer == "sgd":
             self.optimizer = torch.optim.SGD(groups, lr=r.lr, momentum=r.momentum, weight_decay=r.weight_decay)
         elif r.optimizer == "adamw":
@@ -247,7 +229,7 @@ class SegmentationTask(TrainTask):
         save_model(self.model, self.preset.model, self.work_dir / "best.safetensors", {"iteration": str(it)})
 
     def load_weights(self, state_dict: dict, path: Path) -> None:
-        load_original_checkpoint(self.model, state_dict, source=str(path))
+        load_weights(self.model, state_dict, source=str(path))
 
     def finish(self, it: int, metrics: dict, best: dict) -> dict | None:
         self.final_path = save_model(self.model, self.preset.model, self.work_dir / "final.safetensors",

@@ -1,1 +1,2 @@
-"""Reading and writing files: images (decoding as the original did), and soon weights and atomic writes."""
+"""Files in and out, below the models: images (decoded as the original did), weights files read safely,
+atomic writes."""

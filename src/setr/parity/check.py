@@ -7,7 +7,9 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ..errors import SetrError
-from .base import OutputCheck, load_case  # noqa: F401  (the script's imports)
+from .base import OutputCheck, load_case
+
+__all__ = ["check_case", "load_case", "OutputCheck"]  # what scripts/check_reference_case.py uses
 
 
 def check_case(case: Mapping[str, Any], device: str = "cpu", image_dir=None) -> list[OutputCheck]:

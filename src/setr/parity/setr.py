@@ -7,7 +7,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from ..checkpoints import load_original_checkpoint
+from ..model_files import load_weights
 from ..config import BackboneConfig, HeadConfig, ModelConfig, TestConfig, build_model
 from ..errors import SetrError
 from .base import OutputCheck
@@ -96,7 +96,7 @@ def check_setr_case(case: Mapping[str, Any], device: str = "cpu") -> list[Output
     validate_setr_case(case)
     cfg = setr_config_from_reference(case["config"])
     model = build_model(cfg).eval()
-    load_original_checkpoint(model, case["state_dict"], source=case["config"].get("name", "<case>"))
+    load_weights(model, case["state_dict"], source=case["config"].get("name", "<case>"))
     model = model.to(device)
     inp, ref = _to(case["inputs"], device), _to(case["outputs"], device)
     img = inp["img"].float()

@@ -74,7 +74,7 @@ def _verify_recipe(c: Mapping[str, Any], preset) -> None:
 def check_train_case(case: Mapping[str, Any], device: str = "cpu", work_dir: str | Path | None = None):
     """Run ``setr train`` on the case and compare losses, learning rates and final weights."""
     from ..cli import main
-    from ..engine.checkpoint import read_checkpoint
+    from ..engine.state import read_checkpoint
     from ..presets import resolved_preset
     from .base import OutputCheck
 

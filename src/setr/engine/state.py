@@ -1,4 +1,4 @@
-"""Training checkpoints: model, optimizer, iteration, RNG states and the resolved preset, written atomically.
+"""Training states (the files ``--resume`` reads): model, optimizer, iteration, RNG states and the resolved preset, written atomically.
 
 The layout follows mmcv's (``meta`` / ``state_dict`` / ``optimizer``), so a training checkpoint is also an
 "original-format" checkpoint that ``setr test`` / ``setr predict`` load directly.
@@ -9,7 +9,6 @@ as tensors / lists / ints), so it is read back with ``torch.load(weights_only=Tr
 from __future__ import annotations
 
 import random
-import re
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoints import atomic_write
+from ..io.atomic import atomic_write
 from ..errors import SetrError
+from ..io.weights import safe_torch_load
 
-ITER_RE = re.compile(r"iter_(\d+)\.pth$")
 
 
 def rng_state() -> dict[str, Any]:
@@ -101,24 +100,9 @@ def gather_rng_states(info) -> list | None:
     return states
 
 
-def save_training_checkpoint(path: Path, model: torch.nn.Module, optimizer, iteration: int, preset: dict,
-                             best: dict | None = None, scaler=None, rng_ranks: list | None = None) -> Path:
-    state = {"meta": {"iteration": iteration, "preset": preset["name"], "config": preset, "best": best or {},
-                      "format": "setr-train-1"},
-             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-             "optimizer": optimizer.state_dict(), "rng": rng_state()}
-    if scaler is not None:
-        state["scaler"] = scaler.state_dict()
-    if rng_ranks is not None:
-        state["rng_ranks"] = rng_ranks
-    return write_checkpoint(path, state)
-
-
 def read_checkpoint(path: str | Path, trust_checkpoint: bool = False) -> dict[str, Any]:
     """A training checkpoint (any of our trainers') as a dict, on the CPU; one-line errors for bad files.
     Read with ``weights_only=True``; ``trust_checkpoint`` loads other pickled objects too (unsafe)."""
-    from ..checkpoints import safe_torch_load
-
     path = Path(path)
     if not path.is_file():
         raise SetrError(f"{path}: checkpoint not found")
@@ -126,26 +110,3 @@ def read_checkpoint(path: str | Path, trust_checkpoint: bool = False) -> dict[st
     if not isinstance(state, dict):
         raise SetrError(f"{path}: not a checkpoint (a {type(state).__name__})")
     return state
-
-
-def load_training_checkpoint(path: Path, trust_checkpoint: bool = False) -> dict[str, Any]:
-    state = read_checkpoint(path, trust_checkpoint)
-    if "iteration" not in state.get("meta", {}):
-        raise SetrError(f"{path}: not a setr training checkpoint (no meta.iteration); "
-                        "use --load-from to start from weights only")
-    return state
-
-
-def latest_checkpoint(work_dir: Path) -> Path | None:
-    from .common import newest_checkpoint
-
-    return newest_checkpoint(work_dir, "iter")
-
-
-def prune_checkpoints(work_dir: Path, keep: int, protect: set[Path] = frozenset()) -> None:
-    if keep <= 0:
-        return
-    found = sorted((int(m.group(1)), p) for p in work_dir.glob("iter_*.pth") if (m := ITER_RE.search(p.name)))
-    for _, p in found[:-keep]:
-        if p not in protect:
-            p.unlink(missing_ok=True)

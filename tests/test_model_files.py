@@ -4,7 +4,7 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from setr.checkpoints import (load_model, load_original_checkpoint, load_pretrained_backbone, read_config,
+from setr.model_files import (load_model, load_weights, load_pretrained_backbone, read_config,
                               save_model)
 from setr.config import build_model
 from setr.errors import SetrError
@@ -28,7 +28,7 @@ def test_original_checkpoint_loads_and_ignores_conv_seg(tmp_path, head):
     src = build_model(cfg).eval()
     path = tmp_path / "iter_40000.pth"
     torch.save(original_checkpoint(src), path)
-    dst = load_original_checkpoint(build_model(cfg).eval(), path)
+    dst = load_weights(build_model(cfg).eval(), path)
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(src.encode_decode(x), dst.encode_decode(x))
@@ -38,7 +38,7 @@ def test_inference_model_skips_aux_weights(tmp_path):
     cfg = tiny_config("pup")
     path = tmp_path / "ckpt.pth"
     torch.save(original_checkpoint(build_model(cfg)), path)
-    model = load_original_checkpoint(build_model(cfg, with_aux=False), path)
+    model = load_weights(build_model(cfg, with_aux=False), path)
     assert len(model.auxiliary_head) == 0
 
 
@@ -46,21 +46,21 @@ def test_checkpoint_for_another_model_names_the_keys(tmp_path):
     path = tmp_path / "other.pth"
     torch.save(original_checkpoint(build_model(tiny_config("naive"))), path)
     with pytest.raises(SetrError, match=r"other\.pth: checkpoint does not match the model: .*missing keys"):
-        load_original_checkpoint(build_model(tiny_config("pup")), path)
+        load_weights(build_model(tiny_config("pup")), path)
 
 
 def test_checkpoint_for_another_class_count(tmp_path):
     path = tmp_path / "k7.pth"
     torch.save(original_checkpoint(build_model(tiny_config("pup", num_classes=7)), 7), path)
     with pytest.raises(SetrError, match="shape mismatch"):
-        load_original_checkpoint(build_model(tiny_config("pup", num_classes=4)), path)
+        load_weights(build_model(tiny_config("pup", num_classes=4)), path)
 
 
 def test_position_embedding_of_another_crop_is_resampled(tmp_path):
     src = build_model(tiny_config("pup", img_size=(48, 48)))
     path = tmp_path / "big.pth"
     torch.save(original_checkpoint(src), path)
-    dst = load_original_checkpoint(build_model(tiny_config("pup", img_size=(32, 32))), path)
+    dst = load_weights(build_model(tiny_config("pup", img_size=(32, 32))), path)
     assert dst.backbone.pos_embed.shape == (1, 17, 32)
 
 
@@ -68,9 +68,9 @@ def test_not_a_checkpoint(tmp_path):
     bad = tmp_path / "notes.pth"
     bad.write_text("hello")
     with pytest.raises(SetrError, match=r"notes\.pth: not a PyTorch checkpoint"):
-        load_original_checkpoint(build_model(tiny_config("pup")), bad)
+        load_weights(build_model(tiny_config("pup")), bad)
     with pytest.raises(SetrError, match="not found"):
-        load_original_checkpoint(build_model(tiny_config("pup")), tmp_path / "missing.pth")
+        load_weights(build_model(tiny_config("pup")), tmp_path / "missing.pth")
 
 
 def test_own_format_round_trip_rebuilds_from_the_file_alone(tmp_path):

@@ -1,4 +1,6 @@
-"""Weights in and out.
+"""Models as files: the weights of any checkpoint loaded into a built model, and our own model files.
+
+Reading a file's bytes safely is :mod:`setr.io.weights`; this module maps what was read onto a model.
 
 * Our format: ``<name>.safetensors`` (weights) with the ``ModelConfig`` as JSON in the file's metadata and in a
   ``<name>.json`` beside it, so a model is rebuilt from the file alone (``load_model``).
@@ -21,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Mapping
 
@@ -30,14 +31,8 @@ from torch import nn
 
 from .config import ModelConfig, build_model
 from .errors import SetrError
-from .io.weights import (  # noqa: F401  (safe reading lives in setr.io.weights; these names stay importable here)
-    TRUST_HINT,
-    read_state_dict,
-    safe_torch_load,
-    strip_module_prefix,
-    trusted_checkpoints,
-    unwrap_state_dict,
-)
+from .io.atomic import atomic_write
+from .io.weights import read_state_dict, unwrap_state_dict
 
 FORMAT_KEY = "setr_config"
 IGNORED_ORIGINAL_KEYS = (".conv_seg.",)
@@ -81,9 +76,10 @@ def _few(items: list[str], n: int = 4) -> str:
     return ", ".join(items[:n]) + (", ..." if len(items) > n else "")
 
 
-def load_original_checkpoint(model: nn.Module, path_or_state: str | os.PathLike | Mapping[str, torch.Tensor],
+def load_weights(model: nn.Module, path_or_state: str | os.PathLike | Mapping[str, torch.Tensor],
                              source: str | None = None, trust_checkpoint: bool = False) -> nn.Module:
-    """Load an original SETR checkpoint (or its ``state_dict``) into ``model``, strictly.
+    """Load a checkpoint's weights into ``model``, strictly: one of ours (``.safetensors``), an original SETR
+    checkpoint (mmcv layout, or its ``state_dict``), a training state, or any state dict with our keys.
     ``trust_checkpoint``: see :func:`safe_torch_load` (unsafe)."""
     if isinstance(path_or_state, Mapping):
         sd, source = unwrap_state_dict(path_or_state, source or "<state_dict>"), source or "<state_dict>"
@@ -112,39 +108,6 @@ def save_model(model: nn.Module, cfg: ModelConfig, path: str | os.PathLike, extr
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
     atomic_write(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(cfg.to_json()))
     return path
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path``: readers never see a half-written file. The file gets
-    the umask's mode, as logs do (``mkstemp`` alone would make it 0600); a failed write (a full disk) is one
-    line naming ``path`` and the free space, and leaves no temporary file."""
-    from .outputs import default_file_mode
-
-    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        try:
-            write(tmp)
-            with open(tmp, "rb+") as f:  # a full disk can surface only here: never rename a truncated file in
-                os.fsync(f.fileno())
-        except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError
-            raise _write_failed(path, exc) from None
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _write_failed(path: Path, exc: Exception) -> SetrError:
-    import shutil
-
-    reason = getattr(exc, "strerror", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    try:
-        free = f"; {shutil.disk_usage(path.parent).free / 2 ** 20:.0f} MB free on its disk"
-    except OSError:
-        free = ""
-    return SetrError(f"{path}: could not be written ({reason}{free}); nothing was replaced")
 
 
 def read_config(path: str | os.PathLike) -> ModelConfig | None:
@@ -194,7 +157,7 @@ def load_model(path: str | os.PathLike, cfg: ModelConfig | None = None, with_aux
         _check_same_model(stored, cfg, path)
     sd = read_state_dict(path, trust_checkpoint)  # before building: a bad file fails fast, allocating nothing
     model = build_model(cfg, with_aux=with_aux)
-    load_original_checkpoint(model, sd, source=str(path))
+    load_weights(model, sd, source=str(path))
     return model, cfg
 
 
@@ -234,8 +197,6 @@ def read_pretrained(source: str | os.PathLike, embed_dim: int | None = None,
 
 def _read_npz_with_timm(path: Path) -> dict[str, torch.Tensor]:
     """JAX .npz checkpoints through timm's own loader (into a timm ViT of the file's shape)."""
-    import re
-
     import numpy as np
     import timm
 
