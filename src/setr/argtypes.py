@@ -6,48 +6,35 @@ import argparse
 import re
 
 
+def _checked(text: str, convert, valid, expected: str):
+    """``convert(text)`` if it parses and ``valid`` holds for it; else argparse's one-line refusal."""
+    try:
+        value = convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not valid(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """A whole number >= 1 (iterations, batch sizes, epochs, runs, class counts, sizes)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
-    return value
+    return _checked(text, int, lambda v: v >= 1, "a whole number >= 1")
 
 
 def nonneg_int(text: str) -> int:
     """A whole number >= 0 (data-loader workers, seeds)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text}")
-    return value
+    return _checked(text, int, lambda v: v >= 0, "a whole number >= 0")
 
 
 def label_value(text: str) -> int:
     """A label value of an 8-bit label map: 0..255."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a label value 0..255, got {text!r}") from None
-    if not 0 <= value <= 255:
-        raise argparse.ArgumentTypeError(f"expected a label value 0..255, got {text}")
-    return value
+    return _checked(text, int, lambda v: 0 <= v <= 255, "a label value 0..255")
 
 
 def fraction(text: str) -> float:
     """A number in [0, 1] (score thresholds)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text}")
-    return value
+    return _checked(text, float, lambda v: 0.0 <= v <= 1.0, "a number between 0 and 1")
 
 
 class ShapeAction(argparse.Action):

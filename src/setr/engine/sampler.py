@@ -13,7 +13,10 @@ import torch
 from torch.utils.data import Sampler
 
 
-class InfiniteSampler(Sampler):
+class _PositionSeededSampler(Sampler):
+    """What both samplers share: the global batch cut into rank slices, epoch ``e`` permuted with ``seed + e``,
+    and each sample's seed a pure function of ``seed`` and its position in the stream."""
+
     def __init__(self, dataset_len: int, global_batch: int, rank: int = 0, world_size: int = 1, seed: int = 0,
                  start_iter: int = 0, shuffle: bool = True):
         if global_batch < 1 or global_batch % world_size:
@@ -34,6 +37,14 @@ class InfiniteSampler(Sampler):
         g = torch.Generator().manual_seed(self.seed + e)
         return torch.randperm(self.n, generator=g)
 
+    def _sample_seed(self, pos: int) -> int:
+        return (self.seed * 1_000_003 + pos) % (2 ** 63)
+
+
+class InfiniteSampler(_PositionSeededSampler):
+    """Iteration-based training (segmentation): the epochs' permutations concatenated, so a global batch may
+    straddle two epochs, as the original's infinite loader."""
+
     def __iter__(self) -> Iterator[tuple[int, int]]:
         it = self.start_iter
         epoch, perm = -1, None
@@ -43,11 +54,11 @@ class InfiniteSampler(Sampler):
                 e = pos // self.n
                 if e != epoch:
                     epoch, perm = e, self._epoch(e)
-                yield int(perm[pos % self.n]), (self.seed * 1_000_003 + pos) % (2 ** 63)
+                yield int(perm[pos % self.n]), self._sample_seed(pos)
             it += 1
 
 
-class EpochSampler(Sampler):
+class EpochSampler(_PositionSeededSampler):
     """The sampler of epoch-based training (classification, detection), resumable at any iteration.
 
     Epoch ``e`` is a permutation seeded with ``seed + e`` cut into ``steps_per_epoch = n // global_batch``
@@ -59,26 +70,12 @@ class EpochSampler(Sampler):
 
     def __init__(self, dataset_len: int, global_batch: int, rank: int = 0, world_size: int = 1, seed: int = 0,
                  start_iter: int = 0, shuffle: bool = True):
-        from ..errors import SetrError
-
-        if global_batch < 1 or global_batch % world_size:
-            raise SetrError(f"batch size {global_batch} must be >= 1 and divisible by {world_size} processes")
+        super().__init__(dataset_len, global_batch, rank, world_size, seed, start_iter, shuffle)
         if dataset_len < global_batch:
-            raise SetrError(f"{dataset_len} training samples, fewer than the batch size {global_batch}")
-        self.n = dataset_len
-        self.global_batch = global_batch
-        self.per_rank = global_batch // world_size
-        self.rank = rank
-        self.seed = seed
-        self.start_iter = start_iter
-        self.shuffle = shuffle
-        self.steps_per_epoch = dataset_len // global_batch
+            from ..errors import SetrError
 
-    def _epoch(self, e: int) -> torch.Tensor:
-        if not self.shuffle:
-            return torch.arange(self.n)
-        g = torch.Generator().manual_seed(self.seed + e)
-        return torch.randperm(self.n, generator=g)
+            raise SetrError(f"{dataset_len} training samples, fewer than the batch size {global_batch}")
+        self.steps_per_epoch = dataset_len // global_batch
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         it = self.start_iter
@@ -90,7 +87,7 @@ class EpochSampler(Sampler):
             base = b * self.global_batch + self.rank * self.per_rank
             for j in range(self.per_rank):
                 pos = it * self.global_batch + self.rank * self.per_rank + j
-                yield int(perm[base + j]), (self.seed * 1_000_003 + pos) % (2 ** 63)
+                yield int(perm[base + j]), self._sample_seed(pos)
             it += 1
 
 
