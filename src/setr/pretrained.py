@@ -104,7 +104,7 @@ def _save_safetensors(tensors: dict[str, torch.Tensor], path: Path, meta: dict[s
 def push_to_hub(obj: Any, repo_id: str, *, token: str | None = None, private: bool | None = None,
                 commit_message: str | None = None, revision: str | None = None, **save_kwargs: Any) -> str:
     """Save ``obj`` as a pretrained folder in a temporary directory and upload it to ``repo_id`` (created if
-    missing). Returns the commit URL."""
+    missing). Returns the commit URL (huggingface_hub 0.19 returns the folder URL instead)."""
     with tempfile.TemporaryDirectory(prefix="setr-push-") as tmp:
         save_pretrained(obj, tmp, repo_id=repo_id, **save_kwargs)
         return upload_folder(tmp, repo_id, token=token, private=private, commit_message=commit_message,
@@ -117,7 +117,8 @@ def upload_folder(folder: str | os.PathLike, repo_id: str, *, token: str | None 
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
+    # private=None is "the account's default"; huggingface_hub < 0.27 would send it as null, so leave it out
+    api.create_repo(repo_id, exist_ok=True, **({} if private is None else {"private": private}))
     info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), revision=revision,
                              commit_message=commit_message or "Upload setr pretrained model")
     return str(getattr(info, "commit_url", info))

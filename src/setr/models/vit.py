@@ -55,8 +55,10 @@ def resample_patch_pos_embed(pos_embed: torch.Tensor, new_grid: tuple[int, int],
     cls_row, patch_rows = pos_embed[:, :1], pos_embed[:, num_tokens - num_patches:]
     if tuple(old_grid) == tuple(new_grid):
         return torch.cat([cls_row, patch_rows], dim=1)
+    # align_corners left unset: timm hands None to F.interpolate, which is False for bilinear (and timm < 1.0.31
+    # has no such argument)
     patch_rows = resample_abs_pos_embed(patch_rows, list(new_grid), list(old_grid), num_prefix_tokens=0,
-                                        interpolation="bilinear", antialias=False, align_corners=False)
+                                        interpolation="bilinear", antialias=False)
     return torch.cat([cls_row, patch_rows], dim=1)
 
 
