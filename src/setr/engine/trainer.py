@@ -215,17 +215,17 @@ class SegmentationTask(TrainTask):
     def forward(self, batch, autocast) -> dict:
         img = batch["img"].to(self.info.device, non_blocking=True)
         target = batch["mask"].to(self.info.device, non_blocking=True)
-        with autocast():
-            outputs = self.ddp_model(img, with_aux=True)
+        with autocast():  # defer: each head's last resize happens inside the loss, piece by piece (lean memory)
+            outputs = self.ddp_model(img, with_aux=True, defer=True)
         losses = segmentor_losses(outputs, self.weights, target, self.preset.train.loss_normalisation)
-        self._last = (outputs[0], target)
+        self._last = (outputs[0]._replace(logits=outputs[0].logits.detach()), target)
         # the original's log names: decode.loss_seg, aux_0.loss_seg, ...
         return {("decode.loss_seg" if k == "decode" else f"aux_{k[3:]}.loss_seg"): v for k, v in losses.items()}
 
     def log_extras(self) -> str:
         if self._last is None:
             return ""
-        return f"acc_seg {100 * pixel_accuracy(self._last[0].detach(), self._last[1]):.2f}"
+        return f"acc_seg {100 * pixel_accuracy(self._last[0], self._last[1]):.2f}"
 
     def should_evaluate(self, it: int) -> bool:
         return self.val_set is not None and (it % self.eval_interval == 0 or it == self.total_iters)
