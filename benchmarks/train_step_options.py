@@ -102,7 +102,7 @@ def main() -> None:
             loss.backward()
             opt.step()
             if state["first_loss"] is None:
-                state["first_loss"] = float(loss)
+                state["first_loss"] = loss.item()
 
         return step, state
 

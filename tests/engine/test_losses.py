@@ -80,11 +80,13 @@ def test_deferred_with_crop_and_two_resizes_equals_the_materialised_logits():
         assert torch.allclose(got.grad, want.grad, rtol=1e-5, atol=1e-9)
 
 
-def test_upsampled_pieces_are_bit_for_bit_the_whole_map():
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("scale", [2, 4])
+def test_upsampled_pieces_are_bit_for_bit_the_whole_map(layout, scale):
     torch.manual_seed(0)
-    x = torch.randn(1, 150, 32, 32)
-    full = F.interpolate(x, size=(128, 128), mode="bilinear", align_corners=False)
-    for a, b, slice_h, off, r0, r1 in losses._pieces(32, 128, 128, True, False, 16):
+    x = torch.randn(1, 150, 32, 32).contiguous(memory_format=layout)
+    full = F.interpolate(x, size=(32 * scale, 128), mode="bilinear", align_corners=False)
+    for a, b, slice_h, off, r0, r1 in losses._pieces(32, 32 * scale, 32 * scale, True, False, 16):
         piece = F.interpolate(x[:, :, a:b], size=(slice_h, 128), mode="bilinear", align_corners=False)
         assert torch.equal(piece[:, :, off:off + r1 - r0], full[:, :, r0:r1])
 
@@ -165,3 +167,22 @@ def test_trainer_optimizer_is_fused_sgd_and_steps_as_the_loop():
         opt.step()
         loop.step()
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), loop_model.parameters()))
+
+
+def test_no_gradient_is_formed_without_grad_mode(monkeypatch):
+    calls = []
+    real = torch.ops.aten.upsample_bilinear2d_backward
+
+    class Spy:
+        def __call__(self, *a, **k):
+            calls.append(1)
+            return real(*a, **k)
+
+    monkeypatch.setattr(torch.ops.aten, "upsample_bilinear2d_backward", Spy())
+    x = torch.randn(2, 5, 8, 8, requires_grad=True)
+    target = _target(2, 32, 32, 5)
+    with torch.no_grad():
+        loss = seg_cross_entropy(x, target)
+    assert not calls and loss.item() == pytest.approx(plain_seg_cross_entropy(x, target).item(), rel=1e-6)
+    seg_cross_entropy(x, target).backward()
+    assert calls and x.grad is not None

@@ -2,11 +2,14 @@
 
 The loss of one head is the original's: the logits resized (bilinear) to the label map, then per-pixel
 cross-entropy in fp32 with ignored pixels giving 0, averaged. It is computed piece by piece (rows of one image at
-a time) by :class:`_UpsampledCrossEntropy`, which keeps only the head's own low-resolution logits and one
-log-sum-exp per pixel for the backward pass, never the full-resolution logits, their fp32 copy or their
-log-softmax (at 512x512 with 150 classes those were about 0.8 GB per head). The numbers are the same up to float
-summation order: each piece's upsampled rows are bit for bit those of the whole map (see :func:`_pieces`).
-:func:`plain_seg_cross_entropy` is the direct formula, kept as the reference the tests compare with.
+a time) by :class:`_UpsampledCrossEntropy`, which never holds the full-resolution logits, their fp32 copy or
+their log-softmax (at 512x512 with 150 classes those were about 0.8 GB per head, 4 GB for SETR-PUP's five heads)
+and forms the gradient in the same pass, keeping only a low-resolution fp32 map for the backward pass. The
+numbers are the direct formula's up to float rounding (fp32: loss within 1e-7 relative, gradients within 1e-6;
+tests/engine/test_losses.py, and the original trainer's goldens pass): each piece's upsampled rows are bit for bit
+those of the whole map in the same layout, the channels-last resize PyTorch's CPU kernels run fastest differs from
+the channels-first one by rounding, and sums run in another order. :func:`plain_seg_cross_entropy` is the direct
+formula, kept as the reference the tests compare with.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+from torch.profiler import record_function
 
 from ..data.transforms import IGNORE_INDEX
 from ..models.heads.common import DeferredLogits, deferred, resize
@@ -67,69 +71,61 @@ def _pieces(in_h: int, out_h: int, rows: int, resized: bool, align_corners: bool
 
 class _UpsampledCrossEntropy(torch.autograd.Function):
     """Sum over pixels of the fp32 cross-entropy of ``logits`` resized (bilinear) to ``out_size`` and cropped to
-    the target's size, ignored pixels giving 0. Saves the low-resolution logits, the target and one log-sum-exp
-    per pixel; the backward pass recomputes each piece's upsampled rows, forms (softmax - one-hot) x grad and
-    maps it back through the resize (``upsample_bilinear2d_backward``)."""
+    the target's size, ignored pixels giving 0.
+
+    Piece by piece (:func:`_pieces`), in channels-last layout (classes innermost: PyTorch's fast CPU kernels for
+    the bilinear resize, its backward and the log-softmax over the last dimension): the piece's rows upsampled,
+    log-softmax, the target's entries picked. The gradient is formed in the same pass when one is needed (it is
+    linear in the incoming gradient): (softmax - one-hot) at the valid pixels, mapped back through the resize
+    (``upsample_bilinear2d_backward``) into a low-resolution fp32 map that is all the backward pass keeps."""
 
     @staticmethod
-    def forward(ctx, logits, target, out_size, align_corners):
+    def forward(ctx, logits, target, out_size, align_corners, want_grad):
         b, k, in_h, in_w = logits.shape
         rows, cols = target.shape[-2:]
-        resized = (int(out_size[0]), int(out_size[1])) != (in_h, in_w)
-        piece_rows = max(PIECE_ELEMENTS // (k * int(out_size[1])), 1)
-        plan = _pieces(in_h, int(out_size[0]), rows, resized, align_corners, piece_rows)
-        lse = torch.empty((b, rows, cols), dtype=torch.float32, device=logits.device)
+        out_h, out_w = int(out_size[0]), int(out_size[1])
+        resized = (out_h, out_w) != (in_h, in_w)
+        plan = _pieces(in_h, out_h, rows, resized, align_corners, max(PIECE_ELEMENTS // (k * out_w), 1))
         total = torch.zeros((), dtype=torch.float64, device=logits.device)
-        with torch.autocast(logits.device.type, enabled=False):
+        grad = None
+        with torch.autocast(logits.device.type, enabled=False), record_function("setr::loss_forward"):
+            x = logits.detach().float().contiguous(memory_format=torch.channels_last)
+            if want_grad:
+                grad = torch.zeros((b, in_h, in_w, k), dtype=torch.float32, device=logits.device)  # (B, h, w, K)
             for i in range(b):
                 for a, bb, slice_h, off, r0, r1 in plan:
-                    up = _piece(logits, i, a, bb, slice_h, off, r1 - r0, cols, out_size, resized, align_corners)
-                    t = target[i:i + 1, r0:r1]
-                    valid = t != IGNORE_INDEX
-                    piece_lse = torch.logsumexp(up, dim=1)
-                    lse[i:i + 1, r0:r1] = piece_lse
-                    picked = up.gather(1, t.masked_fill(~valid, 0).unsqueeze(1)).squeeze(1)
-                    total += (piece_lse - picked).masked_fill_(~valid, 0).sum(dtype=torch.float64)
-        ctx.save_for_backward(logits, target, lse)
-        ctx.meta = (out_size, align_corners, resized, plan)
+                    # the slice's rows, classes innermost: (1, slice_h, out_w, K)
+                    if resized:
+                        v = F.interpolate(x[i:i + 1, :, a:bb], size=(slice_h, out_w), mode="bilinear",
+                                          align_corners=align_corners).permute(0, 2, 3, 1)
+                    else:
+                        v = x[i:i + 1, :, a:bb].permute(0, 2, 3, 1)
+                    # the target on the slice's grid: 255 outside the piece's own rows and beyond the crop
+                    t = torch.full(v.shape[:3], IGNORE_INDEX, dtype=target.dtype, device=target.device)
+                    t[:, off:off + r1 - r0, :cols] = target[i:i + 1, r0:r1]
+                    valid = (t != IGNORE_INDEX).unsqueeze(-1)
+                    index = t.masked_fill(t == IGNORE_INDEX, 0).unsqueeze(-1)
+                    lsm = torch.log_softmax(v, dim=-1)
+                    del v
+                    total -= lsm.gather(-1, index).masked_fill_(~valid, 0).sum(dtype=torch.float64)
+                    if not want_grad:
+                        continue
+                    coef = valid.to(torch.float32)
+                    p = lsm.exp_().mul_(coef).scatter_add_(-1, index, coef.neg_())  # (softmax - one-hot) x valid
+                    if resized:
+                        g = torch.ops.aten.upsample_bilinear2d_backward(
+                            p.permute(0, 3, 1, 2), [slice_h, out_w], [1, k, bb - a, in_w], align_corners)
+                        grad[i:i + 1, a:bb] += g.permute(0, 2, 3, 1)
+                    else:
+                        grad[i:i + 1, a:bb] += p
+        ctx.save_for_backward(grad)
         return total.float()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
-        logits, target, lse = ctx.saved_tensors
-        out_size, align_corners, resized, plan = ctx.meta
-        b, k, in_h, in_w = logits.shape
-        rows, cols = target.shape[-2:]
-        out_w = int(out_size[1])
-        grad = torch.zeros(logits.shape, dtype=torch.float32, device=logits.device)
-        with torch.autocast(logits.device.type, enabled=False):
-            g = grad_out.float()
-            for i in range(b):
-                for a, bb, slice_h, off, r0, r1 in plan:
-                    p = _piece(logits, i, a, bb, slice_h, off, r1 - r0, cols, out_size, resized, align_corners)
-                    t = target[i:i + 1, r0:r1]
-                    valid = t != IGNORE_INDEX
-                    coef = valid.to(torch.float32).mul_(g).unsqueeze(1)  # (1, 1, R, cols)
-                    p = p.sub_(lse[i:i + 1, r0:r1].unsqueeze(1)).exp_().mul_(coef)  # softmax x grad
-                    p.scatter_add_(1, t.masked_fill(~valid, 0).unsqueeze(1), -coef)  # minus one-hot x grad
-                    if not resized:
-                        grad[i:i + 1, :, r0:r1, :cols] += p
-                        continue
-                    # the rows of this piece inside the resized slice (zero elsewhere), then back through it
-                    full = F.pad(p, (0, out_w - cols, off, slice_h - off - (r1 - r0)))
-                    grad[i:i + 1, :, a:bb] += torch.ops.aten.upsample_bilinear2d_backward(
-                        full, [slice_h, out_w], [1, k, bb - a, in_w], align_corners)
-        return grad.to(logits.dtype), None, None, None
-
-
-def _piece(logits, i, a, b, slice_h, off, n_rows, cols, out_size, resized, align_corners) -> torch.Tensor:
-    """fp32 rows ``[off, off + n_rows)`` (first ``cols`` columns) of image ``i``'s input rows ``[a, b)``
-    resized to ``(slice_h, out_w)``."""
-    x = logits[i:i + 1, :, a:b].float()
-    if resized:
-        x = F.interpolate(x, size=(slice_h, int(out_size[1])), mode="bilinear", align_corners=align_corners)
-    return x[:, :, off:off + n_rows, :cols].contiguous()
+        (grad,) = ctx.saved_tensors
+        return (grad * grad_out).permute(0, 3, 1, 2).contiguous(), None, None, None, None
 
 
 def seg_cross_entropy(logits: torch.Tensor | DeferredLogits, target: torch.Tensor,
@@ -148,7 +144,8 @@ def seg_cross_entropy(logits: torch.Tensor | DeferredLogits, target: torch.Tenso
     for size in sizes[:-1]:  # all but the last resize as the head would (rare: the last is usually the only one)
         x = resize(x, size, logits.align_corners)
     out_size = sizes[-1] if sizes else tuple(x.shape[-2:])
-    total = _UpsampledCrossEntropy.apply(x, target, tuple(int(v) for v in out_size), logits.align_corners)
+    want_grad = torch.is_grad_enabled() and x.requires_grad  # else no gradient is formed (evaluation)
+    total = _UpsampledCrossEntropy.apply(x, target, tuple(int(v) for v in out_size), logits.align_corners, want_grad)
     if normalisation == "all_pixels":
         return total / target.numel()
     return total / (target != IGNORE_INDEX).sum().clamp_min(1)
