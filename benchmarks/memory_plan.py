@@ -45,6 +45,7 @@ def child(preset_name: str, batch: int, amp: str, ckpt: bool, threads: int) -> d
 
     from setr.config import build_model
     from setr.engine.losses import segmentor_losses
+    from setr.engine.common import build_optimizer
     from setr.precision import autocast
     from setr.presets import get_preset
 
@@ -60,12 +61,13 @@ def child(preset_name: str, batch: int, amp: str, ckpt: bool, threads: int) -> d
     x = torch.randn(batch, 3, h, w)
     target = torch.randint(0, cfg.num_classes, (batch, h, w))
     weights = [cfg.decode_head.loss_weight] + [a.loss_weight for a in cfg.aux_heads]
-    opt = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9)
+    opt = build_optimizer(model, preset.train, lr=1e-6)  # the trainer's step: its optimiser, deferred resizes
     r_model = rss()
 
     def step():
         with autocast(amp, "cpu"):
-            loss = sum(segmentor_losses(model(x, with_aux=True), weights, target).values())
+            outs = model(x, with_aux=True, defer=True)
+        loss = sum(segmentor_losses(outs, weights, target, preset.train.loss_normalisation).values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

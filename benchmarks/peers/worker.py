@@ -71,12 +71,32 @@ def build_ours(state: dict, train: bool, precision: str):
     def logits(x):
         return model.encode_decode(x)
 
+    import inspect
+
+    # the trainer's step: heads' last resizes deferred to the loss where this version has that
+    defer = {"defer": True} if "defer" in inspect.signature(model.forward).parameters else {}
+
     def loss(x, target):
         from setr.engine.losses import segmentor_losses
 
-        return sum(segmentor_losses(model(x, with_aux=True), weights, target).values())
+        return sum(segmentor_losses(model(x, with_aux=True, **defer), weights, target).values())
 
     return model, logits, loss
+
+
+def ours_optimizer(model):
+    """The trainer's optimiser (fused SGD where this version has it) at the comparison's lr and momentum."""
+    from setr.presets import get_preset
+
+    try:
+        from setr.engine.common import build_optimizer
+    except ImportError:
+        return torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9)
+    import dataclasses
+
+    train = dataclasses.replace(get_preset(PRESET).train, head_lr_mult=1.0)  # one lr, as the peer's
+    assert train.momentum == 0.9 and train.weight_decay == 0.0 and train.optimizer == "sgd"
+    return build_optimizer(model, train, lr=1e-6)
 
 
 # ----------------------------------------------------------------------------------------------- MMSeg
@@ -192,7 +212,9 @@ def main() -> int:
     target = torch.randint(0, 150, (args.batch, args.size, args.size), generator=g)
     target[:, :8] = 255  # a band of ignored pixels, as padding gives
     amp = torch.autocast("cpu", dtype=torch.bfloat16) if args.precision == "bf16" else nullcontext()
-    opt = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9) if train else None
+    opt = None
+    if train:  # SGD, lr 1e-6, momentum 0.9 for both; ours as its trainer builds it
+        opt = ours_optimizer(model) if args.impl == "ours" else torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9)
 
     def step():
         if train:

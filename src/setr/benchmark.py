@@ -140,6 +140,7 @@ def benchmark(preset: Preset, shape: tuple[int, int] | None = None, batch: int =
     x = torch.randn(batch, 3, h, w, device=dev)
     if train:
         from .engine.losses import segmentor_losses
+        from .engine.common import build_optimizer
 
         if prec == "int8":
             raise SetrError("--precision int8 is for inference; train with fp32 or bf16 (--amp)")
@@ -147,14 +148,15 @@ def benchmark(preset: Preset, shape: tuple[int, int] | None = None, batch: int =
         model.train()
         target = torch.randint(0, cfg.num_classes, (batch, h, w), device=dev)
         weights = [cfg.decode_head.loss_weight] + [a.loss_weight for a in cfg.aux_heads]
-        opt = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9)
+        # the trainer's step: its optimiser (lr tiny, so the weights stay put over the runs), deferred resizes
+        opt = build_optimizer(model, preset.train, lr=1e-6)
         forward = torch.compile(model) if compile else model
         scaler = torch.amp.GradScaler(dev.type) if prec == "fp16" else None
 
         def step():
             with autocast(prec, dev):
-                outs = forward(x, with_aux=True)
-            loss = sum(segmentor_losses(outs, weights, target).values())
+                outs = forward(x, with_aux=True, defer=True)
+            loss = sum(segmentor_losses(outs, weights, target, preset.train.loss_normalisation).values())
             opt.zero_grad(set_to_none=True)
             if scaler:
                 scaler.scale(loss).backward()

@@ -25,7 +25,7 @@ from ..data.datasets import build_dataset
 from ..data.transforms import TrainPipeline
 from ..errors import SetrError
 from ..presets import Preset
-from .common import param_groups
+from .common import build_optimizer
 from ..dist import DistInfo
 from .loop import TrainTask, run_training
 from .losses import pixel_accuracy, segmentor_losses
@@ -172,13 +172,7 @@ class SegmentationTask(TrainTask):
                 broadcast_buffers=False)
         self.model, self.ddp_model = model, ddp_model
         r = preset.train
-        groups = param_groups(model, r.lr, r.weight_decay, head_lr_mult=r.head_lr_mult, no_decay_key=r.no_decay_key)
-        if r.optimizer == "sgd":
-            self.optimizer = torch.optim.SGD(groups, lr=r.lr, momentum=r.momentum, weight_decay=r.weight_decay)
-        elif r.optimizer == "adamw":
-            self.optimizer = torch.optim.AdamW(groups, lr=r.lr, betas=tuple(r.betas), weight_decay=r.weight_decay)
-        else:
-            raise SetrError(f"train.optimizer {r.optimizer!r}: expected 'sgd' or 'adamw'")
+        self.optimizer = build_optimizer(model, r)
         self.weights = [cfg.decode_head.loss_weight] + [h.loss_weight for h in cfg.aux_heads]
         log.info(f"{preset.name}: batch {r.batch_size}, {len(self.train_set)} training images")
 
@@ -197,17 +191,17 @@ class SegmentationTask(TrainTask):
     def forward(self, batch, autocast) -> dict:
         img = batch["img"].to(self.info.device, non_blocking=True)
         target = batch["mask"].to(self.info.device, non_blocking=True)
-        with autocast():
-            outputs = self.ddp_model(img, with_aux=True)
+        with autocast():  # defer: each head's last resize happens inside the loss, piece by piece (lean memory)
+            outputs = self.ddp_model(img, with_aux=True, defer=True)
         losses = segmentor_losses(outputs, self.weights, target, self.preset.train.loss_normalisation)
-        self._last = (outputs[0], target)
+        self._last = (outputs[0]._replace(logits=outputs[0].logits.detach()), target)
         # the original's log names: decode.loss_seg, aux_0.loss_seg, ...
         return {("decode.loss_seg" if k == "decode" else f"aux_{k[3:]}.loss_seg"): v for k, v in losses.items()}
 
     def log_extras(self) -> str:
         if self._last is None:
             return ""
-        return f"acc_seg {100 * pixel_accuracy(self._last[0].detach(), self._last[1]):.2f}"
+        return f"acc_seg {100 * pixel_accuracy(self._last[0], self._last[1]):.2f}"
 
     def should_evaluate(self, it: int) -> bool:
         return self.val_set is not None and (it % self.eval_interval == 0 or it == self.total_iters)

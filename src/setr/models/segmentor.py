@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .heads.common import resize
+from .heads.common import deferred, resize
 
 
 def slide_windows(height: int, width: int, crop: Sequence[int], stride: Sequence[int]) -> list[tuple[int, int, int, int]]:
@@ -51,14 +51,19 @@ class EncoderDecoder(nn.Module):
         ph, pw = (-h) % p, (-w) % p
         return F.pad(img, (0, pw, 0, ph)) if (ph or pw) else img
 
-    def _heads(self, img: torch.Tensor, with_aux: bool) -> list[torch.Tensor]:
-        """Logits of the decode head (and aux heads) at the size of ``img``, each (B, K, H, W)."""
+    def _heads(self, img: torch.Tensor, with_aux: bool, defer: bool = False) -> list:
+        """Logits of the decode head (and aux heads) at the size of ``img``, each (B, K, H, W); with ``defer``
+        each as :class:`DeferredLogits` (its last resizes left to the training loss)."""
         h, w = img.shape[-2:]
         padded = self._pad_to_patch_multiple(img)
         feats = self.backbone(padded)
         grid = self.backbone.token_grid(padded.shape[-2:]) if hasattr(self.backbone, "token_grid") else None
         size = padded.shape[-2:]
         heads = [self.decode_head, *self.auxiliary_head] if with_aux else [self.decode_head]
+        if defer:
+            outs = [head(feats, out_size=size, grid=grid, defer=True) if getattr(head, "can_defer", False)
+                    else deferred(head(feats, out_size=size, grid=grid), ()) for head in heads]
+            return [o._replace(crop=(h, w)) if tuple(size) != (h, w) else o for o in outs]
         outs = [head(feats, out_size=size, grid=grid) for head in heads]
         return [o[..., :h, :w] if tuple(size) != (h, w) else o for o in outs]
 
@@ -66,13 +71,16 @@ class EncoderDecoder(nn.Module):
         """(B, 3, H, W) normalised image -> (B, K, H, W) decode-head logits."""
         return self._heads(img, with_aux=False)[0]
 
-    def forward(self, img: torch.Tensor, with_aux: bool = False):
-        """Decode-head logits; with ``with_aux`` (training) the list [decode, aux_0, ...] at the input size."""
-        return self.forward_train(img) if with_aux else self.encode_decode(img)
+    def forward(self, img: torch.Tensor, with_aux: bool = False, defer: bool = False):
+        """Decode-head logits; with ``with_aux`` (training) the list [decode, aux_0, ...] at the input size; with
+        ``defer`` too, as :class:`DeferredLogits` (what :func:`setr.engine.losses.segmentor_losses` takes to
+        upsample the logits piece by piece inside the loss)."""
+        return self.forward_train(img, defer) if with_aux else self.encode_decode(img)
 
-    def forward_train(self, img: torch.Tensor) -> list[torch.Tensor]:
-        """Logits of the decode head followed by every auxiliary head, each at the input size."""
-        return self._heads(img, with_aux=True)
+    def forward_train(self, img: torch.Tensor, defer: bool = False) -> list:
+        """Logits of the decode head followed by every auxiliary head, each at the input size (``defer``: as
+        :class:`DeferredLogits`, whose ``materialise()`` gives those logits)."""
+        return self._heads(img, with_aux=True, defer=defer)
 
     # ------------------------------------------------------------------ inference
     def whole_inference(self, img: torch.Tensor, ori_hw: Sequence[int] | None = None) -> torch.Tensor:

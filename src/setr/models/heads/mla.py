@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .common import conv_bn_relu, resize
+from .common import conv_bn_relu, deferred, resize
 
 LEVELS = (2, 3, 4, 5)  # key suffixes p2..p5 <-> mla_index[0..3]
 
@@ -35,6 +35,8 @@ class MLANeck(nn.Module):
 
 
 class MLAHead(nn.Module):
+    can_defer = True  # forward(..., defer=True) returns DeferredLogits
+
     def __init__(self, num_classes: int, mla_channels: int = 256, mlahead_channels: int = 128,
                  align_corners: bool = False):
         super().__init__()
@@ -48,17 +50,20 @@ class MLAHead(nn.Module):
         self.cls = nn.Conv2d(4 * mlahead_channels, num_classes, 3, padding=1)
 
     def forward(self, feats: Sequence[torch.Tensor], out_size: Sequence[int],
-                grid: Sequence[int] | None = None) -> torch.Tensor:
+                grid: Sequence[int] | None = None, defer: bool = False):
         branches = []
         for lv, f in zip(LEVELS, feats):
             y = getattr(self.mlahead, f"head{lv}")(f)
             # reference quirk: the branch x4 uses align_corners=True whatever the head setting
             branches.append(resize(y, (4 * y.shape[-2], 4 * y.shape[-1]), align_corners=True))
         x = self.cls(torch.cat(branches, dim=1))  # (B, 4*mlahead_channels, 4h, 4w) -> (B, K, 4h, 4w)
-        return resize(x, out_size, self.align_corners)
+        out = deferred(x, [out_size], self.align_corners)  # defer: the resize left to the training loss
+        return out if defer else out.materialise()
 
 
 class MLAAuxHead(nn.Module):
+    can_defer = True  # forward(..., defer=True) returns DeferredLogits
+
     def __init__(self, in_index: int, num_classes: int, mla_channels: int = 256, align_corners: bool = False):
         super().__init__()
         self.in_index = in_index
@@ -67,5 +72,6 @@ class MLAAuxHead(nn.Module):
         self.aux = nn.Conv2d(mla_channels, num_classes, 1, bias=False)
 
     def forward(self, feats: Sequence[torch.Tensor], out_size: Sequence[int],
-                grid: Sequence[int] | None = None) -> torch.Tensor:
-        return resize(self.aux(feats[self.in_index]), out_size, self.align_corners)
+                grid: Sequence[int] | None = None, defer: bool = False):
+        out = deferred(self.aux(feats[self.in_index]), [out_size], self.align_corners)
+        return out if defer else out.materialise()

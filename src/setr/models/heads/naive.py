@@ -11,12 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import bn, resize, tokens_to_map
+from .common import bn, deferred, resize, tokens_to_map
 
 LAYER_NORM_EPS = 1e-6
 
 
 class NaiveHead(nn.Module):
+    can_defer = True  # forward(..., defer=True) returns DeferredLogits
+
     def __init__(self, in_index: int, embed_dim: int, num_classes: int, channels: int = 256,
                  first_kernel: int = 1, mid_scale: int = 1, align_corners: bool = False,
                  has_cls_token: bool = True):
@@ -34,12 +36,15 @@ class NaiveHead(nn.Module):
         self.conv_1 = nn.Conv2d(channels, num_classes, 1)
 
     def forward(self, feats: Sequence[torch.Tensor], out_size: Sequence[int],
-                grid: Sequence[int] | None = None) -> torch.Tensor:
+                grid: Sequence[int] | None = None, defer: bool = False):
+        """Logits at ``out_size``; with ``defer`` a :class:`DeferredLogits` (the classifier's output and the
+        resize still to apply) for the training loss."""
         x = tokens_to_map(self.norm(feats[self.in_index]), grid, self.has_cls_token)  # (B, C, h, w)
         x = F.relu(self.syncbn_fc_0(self.conv_0(x)), inplace=True)
         if self.mid_scale != 1:  # PUP auxiliary heads: x4 before the classifier
             x = resize(x, (x.shape[-2] * self.mid_scale, x.shape[-1] * self.mid_scale), self.align_corners)
-        return resize(self.conv_1(x), out_size, self.align_corners)
+        out = deferred(self.conv_1(x), [out_size], self.align_corners)
+        return out if defer else out.materialise()
 
 
 class PUPAuxHead(NaiveHead):

@@ -13,13 +13,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import bn, resize, tokens_to_map
+from .common import bn, deferred, resize, tokens_to_map
 from .naive import LAYER_NORM_EPS
 
 NUM_CONVS = 4
 
 
 class PUPHead(nn.Module):
+    can_defer = True  # forward(..., defer=True) returns DeferredLogits
+
     def __init__(self, in_index: int, embed_dim: int, num_classes: int, channels: int = 256,
                  align_corners: bool = False, has_cls_token: bool = True):
         super().__init__()
@@ -37,11 +39,14 @@ class PUPHead(nn.Module):
         return resize(x, (2 * x.shape[-2], 2 * x.shape[-1]), self.align_corners)
 
     def forward(self, feats: Sequence[torch.Tensor], out_size: Sequence[int],
-                grid: Sequence[int] | None = None) -> torch.Tensor:
+                grid: Sequence[int] | None = None, defer: bool = False):
+        """Logits at ``out_size``; with ``defer`` a :class:`DeferredLogits` (the classifier's output and the
+        resizes still to apply) for the training loss."""
         x = tokens_to_map(self.norm(feats[self.in_index]), grid, self.has_cls_token)  # (B, C, h, w)
         for i in range(NUM_CONVS):
             x = F.relu(getattr(self, f"syncbn_fc_{i}")(getattr(self, f"conv_{i}")(x)), inplace=True)
             if i < NUM_CONVS - 1:
                 x = self._up2(x)  # h -> 2h -> 4h -> 8h
-        x = self._up2(getattr(self, f"conv_{NUM_CONVS}")(x))  # classifier at 8h, logits to 16h
-        return resize(x, out_size, self.align_corners)
+        x = getattr(self, f"conv_{NUM_CONVS}")(x)  # classifier at 8h, then logits to 16h, then to out_size
+        out = deferred(x, [(2 * x.shape[-2], 2 * x.shape[-1]), out_size], self.align_corners)
+        return out if defer else out.materialise()
