@@ -154,10 +154,11 @@ def test_trainer_optimizer_is_fused_sgd_and_steps_as_the_loop():
     assert isinstance(opt, torch.optim.SGD) and opt.defaults["fused"] is True
     assert {g["name"] for g in opt.param_groups} == {"backbone", "heads"}
     loop_model = copy.deepcopy(model)
-    from setr.engine.trainer import param_groups
+    from setr.engine.common import param_groups
 
     r = preset.train
-    loop = torch.optim.SGD(param_groups(loop_model, r.lr, r.head_lr_mult, r.weight_decay, r.no_decay_key),
+    loop = torch.optim.SGD(param_groups(loop_model, r.lr, r.weight_decay, head_lr_mult=r.head_lr_mult,
+                                        no_decay_key=r.no_decay_key),
                            lr=r.lr, momentum=r.momentum, weight_decay=r.weight_decay, foreach=False)
     g = torch.Generator().manual_seed(0)
     for _ in range(3):
