@@ -24,13 +24,7 @@ from setr.overrides import apply_overrides  # noqa: E402
 TINY = "retinanet_hlg_tiny_test"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # two OpenMP threads on a shared 2-core box spin-wait badly (10-100x slower); one is fastest
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

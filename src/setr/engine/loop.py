@@ -21,6 +21,7 @@ evaluation:
 """
 from __future__ import annotations
 
+import abc
 import functools
 import json
 import logging
@@ -82,8 +83,9 @@ class TrainingStopped(KeyboardInterrupt):
     checkpointed = True
 
 
-class TrainTask:
-    """A task plugged into :func:`run_training`. ``build`` sets the attributes below; the hooks have defaults."""
+class TrainTask(abc.ABC):
+    """A task plugged into :func:`run_training`. ``build`` sets the attributes below; a task must define
+    ``build``, ``batches`` and ``forward``; the other hooks have defaults."""
 
     kind: str = "task"  # "segmentation", "classification", "detection": a checkpoint resumes only its own kind
     ckpt_format: str = "setr-train-1"  # meta.format of its checkpoints (readers tell the kinds apart by it too)
@@ -101,20 +103,21 @@ class TrainTask:
     log_interval: int = 50
 
     # ---- set-up
+    @abc.abstractmethod
     def build(self, info: DistInfo, log, amp: str | None) -> None:
-        raise NotImplementedError
+        """Build the model, optimiser and data for this process (sets the attributes above)."""
 
+    @abc.abstractmethod
     def batches(self, start_iter: int) -> Iterable:
         """The training batches from iteration ``start_iter`` on (an endless iterator)."""
-        raise NotImplementedError
 
     # ---- one iteration
     def before_step(self, it: int) -> None:
         """Before iteration ``it`` (0-based): e.g. set the learning rates."""
 
+    @abc.abstractmethod
     def forward(self, batch, autocast) -> dict[str, torch.Tensor]:
         """The weighted losses of one batch by name (their sum is back-propagated)."""
-        raise NotImplementedError
 
     def after_step(self, it: int, losses: dict[str, torch.Tensor]) -> None:
         """After the optimiser step; ``it`` = iterations done (scheduler step, EMA update)."""
