@@ -140,7 +140,7 @@ def benchmark(preset: Preset, shape: tuple[int, int] | None = None, batch: int =
     x = torch.randn(batch, 3, h, w, device=dev)
     if train:
         from .engine.losses import segmentor_losses
-        from .engine.common import build_optimizer
+        from .engine.common import build_optimizer, optimizer_step
 
         if prec == "int8":
             raise SetrError("--precision int8 is for inference; train with fp32 or bf16 (--amp)")
@@ -157,14 +157,7 @@ def benchmark(preset: Preset, shape: tuple[int, int] | None = None, batch: int =
             with autocast(prec, dev):
                 outs = forward(x, with_aux=True, defer=True)
             loss = sum(segmentor_losses(outs, weights, target, preset.train.loss_normalisation).values())
-            opt.zero_grad(set_to_none=True)
-            if scaler:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
+            optimizer_step(loss, opt, model, scaler)  # the loop's step (segmentation: no clipping)
     else:
         # the path `setr predict` takes: channels-last heads, the device's attention kernel, int8 layers
         model = prepare_for_inference(model.eval(), prec, dev)
