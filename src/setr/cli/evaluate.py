@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .. import argtypes
+from .report_options import add_report_options
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -13,9 +15,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..data.classes import class_names_from
 
     names = class_names_from(args.classes, args.num_classes) if args.classes else None
+    report = None
+    if args.report:
+        from ..data.classes import classes_and_palette
+        from ..reports.segmentation import SegmentationReport
+        from .report_options import check_report_option
+
+        check_report_option(args, {"PRED_DIR": args.pred_dir, "GT_DIR": args.gt_dir})
+        palette = classes_and_palette(args.classes if args.classes in ("cityscapes", "ade20k", "pascal_context")
+                                      else None, args.num_classes, names)[1]
+        report = SegmentationReport(args.num_classes, names, palette, args.ignore_index, worst=args.report_images)
     metrics = evaluate_folders(args.pred_dir, args.gt_dir, args.num_classes, args.reduce_zero_label,
-                               args.ignore_index, class_names=names, ignore_out_of_range=args.ignore_out_of_range)
+                               args.ignore_index, class_names=names, ignore_out_of_range=args.ignore_out_of_range,
+                               on_image=report.add if report else None)
     print(to_json(metrics) if args.json else format_table(metrics))
+    if report is not None:
+        meta = {"predictions": str(args.pred_dir), "ground_truth": str(args.gt_dir), "num_images": metrics["num_images"],
+                "reduce_zero_label": args.reduce_zero_label}
+        page = report.write(args.report, {k: metrics[k] for k in ("aAcc", "mIoU", "mAcc", "per_class")}, meta)
+        print(f"report written to {page}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -32,4 +50,5 @@ def register(sub) -> None:
     p.add_argument("--ignore-out-of-range", action="store_true",
                    help="leave label values outside --num-classes out of every class instead of refusing them")
     p.add_argument("--json", action="store_true")
+    add_report_options(p)
     p.set_defaults(func=cmd_evaluate)

@@ -6,6 +6,7 @@ import argparse
 from ..errors import SetrError
 from ..dist import resolve_device
 from .common import add_device, add_flip_directions, add_speed_options, add_trust, preset_from_args
+from .report_options import add_report_options
 
 LISTED_DATASETS = ("cityscapes", "ade20k", "pascal_context", "folder")
 
@@ -47,6 +48,10 @@ def cmd_test(args: argparse.Namespace) -> int:
             ensure_writable_dir(folder, option)
     if not args.format_only:
         ensure_writable_file(json_path, "--json" if args.json else "--json (default: next to the checkpoint)")
+    if args.report:
+        from .report_options import check_report_option
+
+        check_report_option(args, {"--data-root": args.data_root})
     seg = _load_for_test(args, preset)
     # the dataset the checkpoint was trained on (stored with it) unless --set data.dataset says otherwise
     name = preset.data.dataset
@@ -55,7 +60,13 @@ def cmd_test(args: argparse.Namespace) -> int:
     dataset = build_dataset(name, args.data_root, args.split, seg.cfg.num_classes,
                             require_masks=not args.format_only)
     writer = SubmissionWriter(name, args.out) if args.out else None
-    metrics = evaluate(seg, dataset, progress=not args.no_progress, show_dir=args.show_dir, formatter=writer)
+    report = None
+    if args.report and not args.format_only:
+        from ..reports.segmentation import SegmentationReport
+
+        report = SegmentationReport(dataset.num_classes, dataset.class_names, seg.palette, worst=args.report_images)
+    metrics = evaluate(seg, dataset, progress=not args.no_progress, show_dir=args.show_dir, formatter=writer,
+                       on_image=report.add if report else None)
     if writer is not None:
         print(f"wrote {len(writer.written)} prediction files to {args.out}")
     if args.format_only or not metrics:
@@ -65,6 +76,13 @@ def cmd_test(args: argparse.Namespace) -> int:
     print(format_table(metrics))  # the numbers first: a failing write below cannot take them away
     atomic_write_text(json_path, to_json(metrics))
     print(f"metrics written to {json_path}")
+    if report is not None:
+        meta = {k: metrics[k] for k in ("preset", "checkpoint", "split", "precision", "mode", "num_images")}
+        meta["augmentation"] = (f"multi-scale + flip ({', '.join(seg.cfg.test.flip_directions)})" if seg.aug
+                                else "off")
+        meta["data_root"] = str(args.data_root)
+        scores = {k: metrics[k] for k in ("aAcc", "mIoU", "mAcc", "per_class")}
+        print(f"report written to {report.write(args.report, scores, meta)}")
     return 0
 
 
@@ -81,6 +99,7 @@ def register(sub) -> None:
     p.add_argument("--out", help="write prediction files in the evaluation server's format here")
     p.add_argument("--show-dir", help="write overlays here")
     p.add_argument("--json", help="metrics JSON path (default: next to the checkpoint)")
+    add_report_options(p)
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
     add_speed_options(p)
     p.add_argument("--no-progress", action="store_true")

@@ -15,10 +15,11 @@ from .metrics import IoUAccumulator
 
 
 def evaluate(segmenter: Segmenter, dataset: SegmentationDataset, dist_info: DistInfo | None = None,
-             progress: bool = True, show_dir: str | Path | None = None, formatter=None) -> dict:
+             progress: bool = True, show_dir: str | Path | None = None, formatter=None, on_image=None) -> dict:
     """mIoU / mAcc / aAcc over ``dataset`` (sharded across processes, areas summed).
 
-    ``formatter(labels, sample)`` is called per image when given (submission files); ``show_dir`` gets overlays.
+    ``formatter(labels, sample)`` is called per image when given (submission files); ``show_dir`` gets overlays;
+    ``on_image(name, labels, mask, image)`` sees each scored image (``setr test --report``).
     """
     info = dist_info or DistInfo()
     acc = IoUAccumulator(dataset.num_classes)
@@ -30,7 +31,10 @@ def evaluate(segmenter: Segmenter, dataset: SegmentationDataset, dist_info: Dist
         image = dataset.load_image(i)
         labels = segmenter.predict(image)
         if has_masks:
-            acc.update(labels, dataset.load_mask(i))
+            mask = dataset.load_mask(i)
+            acc.update(labels, mask)
+            if on_image is not None:
+                on_image(dataset.samples[i].name, labels, np.asarray(mask), image)
         if formatter is not None:
             formatter(labels, dataset.samples[i])
         if show_dir:
@@ -49,12 +53,14 @@ def _outside(labels: np.ndarray, num_classes: int, ignore_index: int | None) -> 
 
 
 def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, num_classes: int, reduce_zero_label: bool = False,
-                     ignore_index: int = 255, class_names=None, ignore_out_of_range: bool = False) -> dict:
+                     ignore_index: int = 255, class_names=None, ignore_out_of_range: bool = False,
+                     on_image=None) -> dict:
     """Score a folder of prediction PNGs against a folder of ground-truth PNGs, matched by relative path
     (``<stem>.png``; Cityscapes ``*_gtFine_labelTrainIds.png`` ground truth matches ``*_leftImg8bit.png`` too).
 
     A label outside ``0..num_classes-1`` (other than ``ignore_index``) in either file is an error naming the file
-    and the values, unless ``ignore_out_of_range`` (then such pixels count in no class, as the original did)."""
+    and the values, unless ``ignore_out_of_range`` (then such pixels count in no class, as the original did).
+    ``on_image(name, pred, gt, None)`` sees each scored pair (``setr evaluate --report``)."""
     from ..errors import SetrError
 
     if num_classes < 1:
@@ -105,6 +111,8 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, num_classes: int,
                                     f"outside --num-classes {num_classes} ({allowed}); pass --ignore-out-of-range "
                                     "to leave those pixels out of every class")
         acc.update(torch.from_numpy(pred.astype(np.int64)), torch.from_numpy(gt.astype(np.int64)))
+        if on_image is not None:
+            on_image(stem, pred, gt, None)
         matched += 1
     result = acc.compute(class_names)
     result["num_images"] = matched
