@@ -31,10 +31,11 @@ LAYERS = [
     ["precision", "complexity"],
     ["inference", "batch_predict"],
     ["evaluation"],
+    ["reports"],  # report pages and training curves; the loop writes curves.png at the end of training
     ["engine"],
     ["detection"],
     ["pretrained"],
-    ["export", "benchmark", "demo"],
+    ["export", "benchmark", "demo", "app"],
     # the top: the command line, the public API (the package's __init__, "setr") and the golden-case checkers
     # (parity), which drive the whole pipeline, the training command included
     ["cli", "__main__", "setr", "parity"],

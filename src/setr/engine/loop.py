@@ -40,6 +40,7 @@ from ..errors import SetrError
 from .state import gather_rng_states, read_checkpoint, rng_state, set_rng_state, write_checkpoint
 from .common import optimizer_step, run_logger, tensorboard_writer
 from ..precision import autocast
+from ..reports.curves import append_validation, write_work_dir_curves
 from ..dist import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 
 CKPT_RE = re.compile(r"^(iter|epoch)_(\d+)\.pth$")
@@ -561,6 +562,7 @@ class _Loop:
                     finally:
                         set_rng_state(train_rng)
                     if info.is_main and task.score_key and metrics and metrics.get(task.score_key) is not None:
+                        append_validation(wd, it, metrics)  # val_metrics.jsonl: `setr plot`'s validation curves
                         if tb:
                             for k, v in metrics.items():
                                 if isinstance(v, (int, float)) and not isinstance(v, bool):
@@ -614,6 +616,7 @@ class _Loop:
                 from ..evaluation.metrics import to_json
 
                 (wd / "metrics.json").write_text(to_json(finished))
+            write_work_dir_curves(wd, log)  # curves.png: losses, learning rates, validation (issue 22)
         barrier(info)
         return LoopResult(it, metrics, self.best, self.last_ckpt, finished, stopped_early=end < total)
 
