@@ -12,9 +12,11 @@ from typing import Sequence
 
 from ..errors import SetrError
 from . import benchmark, classify, convert, demo, evaluate, export, info, predict, test, train
+from . import app, plot  # issue 22: training curves and the local demo page
 
 # the order of `setr --help` (after `detect`)
 GROUPS = (info, predict, train, test, evaluate, benchmark, export, classify, convert, demo,)
+GROUPS += (plot, app)
 
 
 class _OneLineParser(argparse.ArgumentParser):
