@@ -13,7 +13,8 @@ from setr.cli import main
 from setr.extras import EXTRAS, missing_extra
 
 ROOT = Path(__file__).resolve().parents[1]
-OPTIONAL = ("cityscapesscripts", "pycocotools", "tensorboard", "scipy", "onnx", "onnxscript", "onnxruntime")
+OPTIONAL = ("cityscapesscripts", "pycocotools", "tensorboard", "scipy", "onnx", "onnxscript", "onnxruntime",
+            "matplotlib")
 
 
 def project():

@@ -2,7 +2,7 @@
 
 The base install covers inference, training, pretrained folders and the Hub; these are extras:
 ``cityscapes`` (cityscapesscripts), ``coco`` (pycocotools), ``tensorboard``, ``convert`` (scipy), ``export``
-(onnx, onnxscript, onnxruntime); ``all`` is every one of them. ``setr``'s command line turns a missing one into
+(onnx, onnxscript, onnxruntime), ``report`` (matplotlib); ``all`` is every one of them. ``setr``'s command line turns a missing one into
 ``setr <command>: error: <what> needs <module>: pip install 'setr[<extra>]'``.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "onnx": ("export", "ONNX export"),
     "onnxscript": ("export", "ONNX export"),
     "onnxruntime": ("export", "ONNX verification"),
+    "matplotlib": ("report", "Report pages and training curves"),
 }
 _NO_MODULE = re.compile(r"No module named '([\w.]+)'")
 

@@ -102,3 +102,22 @@ def test_training_writes_curves_and_validation_points(tmp_path):
     assert val[-1]["mIoU"] == pytest.approx(final["mIoU"])
     png = np.asarray(Image.open(wd / "curves.png").convert("RGB"))
     assert png.shape == (420, 1800, 3) and png.std() > 0
+
+
+def test_without_matplotlib_one_line_names_the_extra(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from setr.reports.curves import write_work_dir_curves
+
+    _write_run(tmp_path, 3)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
+    assert main(["plot", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.strip() == ("setr plot: error: Report pages and training curves needs the "
+                                               "matplotlib package, an optional extra: pip install 'setr[report]'")
+    notes = []
+
+    class Log:
+        info = notes.append
+
+    assert write_work_dir_curves(tmp_path, Log) is None  # the end of training goes on, with one line in the log
+    assert notes == [f"no curves.png in {tmp_path}: needs matplotlib: pip install 'setr[report]'"]

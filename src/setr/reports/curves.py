@@ -226,7 +226,7 @@ def write_work_dir_curves(work_dir: str | Path, log=None) -> Path | None:
         run = read_run(wd)
         return write_curves_png([run], wd / "curves.png", title=wd.name)
     except ImportError as exc:
-        reason = f"needs {exc.name or 'matplotlib'}: pip install 'setr[report]'"
+        reason = f"needs {(exc.name or 'matplotlib').split('.')[0]}: pip install 'setr[report]'"
     except (SetrError, OSError, ValueError) as exc:
         reason = str(exc)
     if log is not None:
