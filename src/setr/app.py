@@ -77,8 +77,8 @@ body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;mar
 #drop{border:2px dashed #999;border-radius:8px;padding:1.5em;text-align:center;color:#555;cursor:pointer}
 #drop.over{background:#eef4ff;border-color:#3b75af}
 #controls{margin:1em 0;display:flex;gap:1.5em;align-items:center;flex-wrap:wrap}
-#stage{position:relative;display:inline-block;max-width:100%}
-#stage img{display:block;max-width:100%;height:auto;image-rendering:pixelated}
+#stage{position:relative;width:min(640px,100%)}
+#stage img{display:block;width:100%;height:auto;image-rendering:pixelated}
 #mask{position:absolute;left:0;top:0;width:100%;height:100%}
 #error{color:#b00020;font-weight:600}
 #legend{list-style:none;padding:0}#legend li{margin:.2em 0}

@@ -18,6 +18,9 @@ from ..errors import SetrError
 from . import html as H
 
 VAL_FILE = "val_metrics.jsonl"
+# numbers in a metrics record that are not metrics: bookkeeping, counts, the best-so-far record
+NOT_METRICS = {"iteration", "iterations", "epoch", "epochs", "num_images", "images", "num_detections", "best",
+               "lr", "time", "seconds"}
 
 
 @dataclass
@@ -38,10 +41,10 @@ def _numeric_leaves(d, prefix: str = "") -> dict[str, float]:
     if isinstance(d, dict):
         for k, v in d.items():
             key = f"{prefix}/{k}" if prefix else str(k)
-            if isinstance(v, bool):
+            if isinstance(v, bool) or k in NOT_METRICS:
                 continue
             if isinstance(v, (int, float)):
-                if k not in ("iteration", "epoch", "num_images") and math.isfinite(float(v)):
+                if math.isfinite(float(v)):
                     out[key] = float(v)
             elif isinstance(v, dict):
                 out.update(_numeric_leaves(v, key))
@@ -124,7 +127,8 @@ def read_run(work_dir: str | Path, name: str | None = None) -> Run:
             run.final = {}
         if not run.val_iterations:  # no evaluation log (an older run): the final metrics as one point
             values = _numeric_leaves(run.final)
-            it = run.final.get("iteration") or (run.iterations[-1] if run.iterations else None)
+            it = (run.final.get("iteration") or run.final.get("iterations")
+                  or (run.iterations[-1] if run.iterations else None))
             if values and it is not None:
                 run.val_iterations = [int(it)]
                 run.val = {k: [v] for k, v in values.items()}
@@ -137,6 +141,16 @@ def _names(runs: Sequence[Run]) -> list[str]:
     """Unique labels: the folder names, with their parents where two are alike."""
     names = [r.name for r in runs]
     return [n if names.count(n) == 1 else f"{n} ({i + 1})" for i, n in enumerate(names)]
+
+
+def smooth(values: Sequence[float], weight: float) -> list[float]:
+    """An exponential moving average (TensorBoard's smoothing), NaN-tolerant; ``weight`` 0 keeps the values."""
+    out, last = [], None
+    for v in values:
+        if not math.isnan(v):
+            last = v if last is None else weight * last + (1 - weight) * v
+        out.append(math.nan if last is None else last)
+    return out
 
 
 def draw(runs: Sequence[Run], title: str | None = None):
@@ -153,13 +167,18 @@ def draw(runs: Sequence[Run], title: str | None = None):
     ax = axes[0]
     for i, (run, label) in enumerate(zip(runs, labels)):
         c = colours(i % 10) if many else None
-        ax.plot(run.iterations, run.total, color=c or "black", lw=1.4, label=f"{label}: total" if many else "total")
+        w = 0.9 if len(run.iterations) >= 100 else 0.0  # long runs: the raw values faint, their average drawn
+        if w:
+            ax.plot(run.iterations, run.total, color=c or "black", lw=0.6, alpha=0.25)
+        ax.plot(run.iterations, smooth(run.total, w), color=c or "black", lw=1.4,
+                label=f"{label}: total" if many else "total")
         for j, (head, values) in enumerate(sorted(run.losses.items())):
             if len(run.losses) > 1:
-                ax.plot(run.iterations, values, lw=0.9, alpha=0.8, color=c if many else colours(j % 10),
+                ax.plot(run.iterations, smooth(values, w), lw=0.9, alpha=0.9, color=c if many else colours(j % 10),
                         ls=("--", ":", "-.")[j % 3] if many else "-", label=f"{label}: {head}" if many else head)
     ax.set_yscale("log")
-    ax.set_title("training loss")
+    smoothed = any(len(r.iterations) >= 100 for r in runs)
+    ax.set_title("training loss" + (" (moving average; raw total faint)" if smoothed else ""))
     ax.set_xlabel("iteration")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)

@@ -18,6 +18,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from . import html as H
+from .charts import sorted_bars
 
 GT_COLOUR, MATCH_COLOUR, FALSE_COLOUR, MISSED_COLOUR = "#22aa22", "#1f5fd0", "#e02020", "#ff9900"
 
@@ -191,18 +192,7 @@ def _pct(v) -> str:
 
 
 def _ap_chart(rows: list[dict]) -> str:
-    rows = sorted(rows, key=lambda r: (r["AP"] is None, -(r["AP"] or 0.0)))
-    n = len(rows)
-    fig = H.figure(8, max(2.5, 0.24 * n + 1.2))
-    ax = fig.add_subplot()
-    y = np.arange(n)
-    ax.barh(y - 0.2, [100 * (r["AP"] or 0.0) for r in rows], height=0.4, label="AP@[.5:.95]", color="#3b75af")
-    ax.barh(y + 0.2, [100 * (r["AP50"] or 0.0) for r in rows], height=0.4, label="AP50", color="#ef8636")
-    ax.set_yticks(y, [r["class"] for r in rows], fontsize=8 if n <= 40 else 6)
-    ax.invert_yaxis()
-    ax.set_xlim(0, 100)
-    ax.set_xlabel("%")
-    ax.set_title("per-class AP (sorted)")
-    ax.legend(loc="lower right")
-    ax.grid(axis="x", alpha=0.3)
-    return H.img_tag(H.figure_uri(fig), "per-class AP", "chart", id="per-class-chart")
+    return sorted_bars([r["class"] for r in rows],
+                       {"AP@[.5:.95]": [None if r["AP"] is None else 100 * r["AP"] for r in rows],
+                        "AP50": [None if r["AP50"] is None else 100 * r["AP50"] for r in rows]},
+                       "per-class AP (sorted)", "per-class-chart")

@@ -24,7 +24,7 @@ img.chart{max-width:100%;height:auto}
 .gallery-item{margin:1em 0;padding:.5em;border:1px solid #e4e4e4}
 .gallery-item .row{display:flex;gap:.5em;flex-wrap:wrap}
 .gallery-item figure{margin:0}.gallery-item figcaption{font-size:.8em;color:#555;text-align:center}
-.gallery-item img{image-rendering:pixelated;width:256px;height:auto;border:1px solid #ccc}
+.gallery-item img{image-rendering:pixelated;width:230px;height:auto;border:1px solid #ccc}
 .legend span{margin-right:1em;white-space:nowrap}
 .meta td{text-align:left}
 details{margin:.5em 0}

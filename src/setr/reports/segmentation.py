@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from . import html as H
+from .charts import confusion_heatmap, counts_table, sorted_bars
 
 ERROR_COLOUR = (220, 30, 30)  # a wrong pixel in the error map
 IGNORE_COLOUR = (0, 0, 0)  # a pixel the ground truth ignores
@@ -94,65 +95,10 @@ class SegmentationReport:
         return f'<span class="swatch" style="background:rgb({r},{g},{b})"></span>'
 
     def _bar_chart(self, per_class: list[dict]) -> str:
-        rows = [(r["class"], r["IoU"], r["Acc"]) for r in per_class]
-        rows.sort(key=lambda r: (r[1] is None, -(r[1] or 0.0)))  # best first; classes never seen last
-        n = len(rows)
-        fig = H.figure(8, max(2.5, 0.24 * n + 1.2))
-        ax = fig.add_subplot()
-        y = np.arange(n)
-        iou = [100 * (r[1] or 0.0) for r in rows]
-        acc = [100 * (r[2] or 0.0) for r in rows]
-        ax.barh(y - 0.2, iou, height=0.4, label="IoU", color="#3b75af")
-        ax.barh(y + 0.2, acc, height=0.4, label="Acc", color="#ef8636")
-        ax.set_yticks(y, [r[0] for r in rows], fontsize=8 if n <= 40 else 6)
-        ax.invert_yaxis()
-        ax.set_xlim(0, 100)
-        ax.set_xlabel("%")
-        ax.set_title("per-class IoU and accuracy (sorted by IoU)")
-        ax.legend(loc="lower right")
-        ax.grid(axis="x", alpha=0.3)
-        return H.img_tag(H.figure_uri(fig), "per-class IoU and accuracy", "chart", id="per-class-chart")
-
-    def _confusion_chart(self) -> str:
-        cm = self.confusion.astype(np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            norm = np.nan_to_num(cm / cm.sum(1, keepdims=True))
-        side = min(24.0, max(4.5, 0.32 * self.k + 2.5))
-        fig = H.figure(side, side * 0.9)
-        ax = fig.add_subplot()
-        im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-        size = 8 if self.k <= 30 else 5
-        ax.set_xticks(range(self.k), self.names, rotation=90, fontsize=size)
-        ax.set_yticks(range(self.k), self.names, fontsize=size)
-        ax.set_xlabel("prediction")
-        ax.set_ylabel("ground truth")
-        ax.set_title("confusion matrix (rows sum to 1)", fontsize=10)
-        if self.k <= 20:
-            for i in range(self.k):
-                for j in range(self.k):
-                    if norm[i, j] >= 0.005:
-                        ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                                color="white" if norm[i, j] > 0.5 else "black")
-        fig.colorbar(im, ax=ax, shrink=0.8)
-        return H.img_tag(H.figure_uri(fig), "confusion matrix", "chart", id="confusion-chart")
-
-    def _counts_table(self) -> str:
-        if self.k > 60:
-            return "<p>The pixel counts of the confusion matrix are in <code>report.json</code>.</p>"
-        head = "".join(f"<th title=\"{H.esc(n)}\">{H.esc(n)}</th>" for n in self.names)
-        rows = []
-        totals = self.confusion.sum(1)
-        for i, n in enumerate(self.names):
-            cells = []
-            for j in range(self.k):
-                c = int(self.confusion[i, j])
-                share = c / totals[i] if totals[i] else 0.0
-                cells.append(f'<td title="{H.esc(n)} predicted as {H.esc(self.names[j])}: {c} pixels '
-                             f'({100 * share:.1f}% of the row)">{c}</td>')
-            rows.append(f'<tr><th class="name">{H.esc(n)}</th>{"".join(cells)}</tr>')
-        return ("<details><summary>pixel counts (rows: ground truth, columns: prediction)</summary>"
-                f'<table id="confusion-counts"><tr><th class="name">gt \\ pred</th>{head}</tr>{"".join(rows)}'
-                "</table></details>")
+        return sorted_bars([r["class"] for r in per_class],
+                           {"IoU": [None if r["IoU"] is None else 100 * r["IoU"] for r in per_class],
+                            "Acc": [None if r["Acc"] is None else 100 * r["Acc"] for r in per_class]},
+                           "per-class IoU and accuracy (sorted by IoU)", "per-class-chart")
 
     def _class_table(self, per_class: list[dict]) -> str:
         gt_px, pred_px = self.confusion.sum(1), self.confusion.sum(0)
@@ -208,7 +154,8 @@ class SegmentationReport:
         sections = [
             "<h2>Summary</h2>" + H.key_value_table(shown, "summary"),
             "<h2>Per class</h2>" + self._bar_chart(metrics["per_class"]) + self._class_table(metrics["per_class"]),
-            "<h2>Confusion matrix</h2>" + self._confusion_chart() + self._counts_table(),
+            "<h2>Confusion matrix</h2>" + confusion_heatmap(self.confusion, self.names)
+            + counts_table(self.confusion, self.names),
             f"<h2>The {len(self._heap)} worst images by their own mIoU</h2>" + self._gallery(),
         ]
         page = H.write_page(out, "report.html", H.page(title, sections))
