@@ -8,6 +8,7 @@ from .. import argtypes
 from ..errors import SetrError
 from ..dist import resolve_device
 from .common import add_device, add_overwrite, add_trust
+from .report_options import add_report_options
 
 
 def cmd_classify_train(args: argparse.Namespace) -> int:
@@ -59,6 +60,10 @@ def cmd_classify_test(args: argparse.Namespace) -> int:
     suffix = "_ema" if args.ema else ""
     out = Path(args.json or state_path.with_name(f"{state_path.stem}_{args.split}_top1{suffix}.json"))
     ensure_writable_file(out, "--json" if args.json else "--json (default: next to the checkpoint)")
+    if args.report:
+        from .report_options import check_report_option
+
+        check_report_option(args, {"--data-root": args.data_root})
     if args.ema:
         from ..engine.state import read_checkpoint
 
@@ -78,12 +83,23 @@ def cmd_classify_test(args: argparse.Namespace) -> int:
                         f"{Path(args.data_root) / args.split} has {len(dataset.classes)}")
     info = DistInfo(device=torch.device(resolve_device(args.device)))
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers)
-    metrics = evaluate_classifier(model.to(info.device), loader, info)
+    net, report = model.to(info.device), None
+    if args.report:  # the same single pass, observed: each batch's outputs and targets go to the report too
+        from ..reports.classification import ClassificationReport, observe
+
+        report = ClassificationReport(dataset.classes, worst=args.report_images)
+        net, loader = observe(net, loader, report, [path for path, _ in dataset.samples])
+    metrics = evaluate_classifier(net, loader, info)
     metrics.update({"preset": p.name, "checkpoint": str(args.checkpoint), "split": args.split, "ema": args.ema})
     from ..io.atomic import atomic_write_text
 
     atomic_write_text(out, json.dumps(metrics, indent=2))
     print(f"top-1 {metrics['top1']:.2f}%  top-5 {metrics['top5']:.2f}%  on {metrics['images']} images; {out}")
+    if report is not None:
+        scores = {k: metrics[k] for k in ("top1", "top5", "loss", "images")}
+        meta = {"preset": p.name, "checkpoint": str(args.checkpoint), "split": args.split, "ema weights": args.ema,
+                "image size": args.img_size, "data_root": str(args.data_root)}
+        print(f"report written to {report.write(args.report, scores, meta)}")
     return 0
 
 
@@ -115,6 +131,7 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=argtypes.positive_int, default=64)
     p.add_argument("--workers", type=argtypes.nonneg_int, default=4)
     p.add_argument("--json")
+    add_report_options(p)
     add_device(p)
     add_trust(p)
     p.set_defaults(func=cmd_classify_test)
