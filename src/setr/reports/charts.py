@@ -58,7 +58,7 @@ def confusion_heatmap(counts: np.ndarray, names: Sequence[str], chart_id: str = 
     return H.img_tag(H.figure_uri(fig), "confusion matrix", "chart", id=chart_id)
 
 
-def counts_table(counts: np.ndarray, names: Sequence[str], unit: str = "pixels", max_classes: int = 60) -> str:
+def counts_table(counts: np.ndarray, names: Sequence[str], unit: str = "pixel", max_classes: int = 60) -> str:
     """The confusion matrix's counts (a hover title on every cell), folded away; too many classes: a pointer to
     report.json."""
     k = len(names)
@@ -72,7 +72,7 @@ def counts_table(counts: np.ndarray, names: Sequence[str], unit: str = "pixels",
         for j in range(k):
             c = int(counts[i, j])
             share = c / totals[i] if totals[i] else 0.0
-            cells.append(f'<td title="{H.esc(n)} predicted as {H.esc(names[j])}: {c} {unit} '
+            cells.append(f'<td title="{H.esc(n)} predicted as {H.esc(names[j])}: {c} {unit}{"" if c == 1 else "s"} '
                          f'({100 * share:.1f}% of the row)">{c}</td>')
         rows.append(f'<tr><th class="name">{H.esc(n)}</th>{"".join(cells)}</tr>')
     return (f"<details><summary>{unit} counts (rows: ground truth, columns: prediction)</summary>"
