@@ -78,7 +78,7 @@ class SegmentationReport:
                                        True),
                      "image": None if image is None else H.downscale(np.asarray(image)[..., :3], self.max_side,
                                                                      False)}
-            item = (-miou, len(self.images), entry)
+            item = (-miou, -len(self.images), entry)  # ties: the earlier image stays
             if len(self._heap) < self.worst_n:
                 heapq.heappush(self._heap, item)
             elif item > self._heap[0]:
@@ -87,7 +87,7 @@ class SegmentationReport:
 
     @property
     def worst(self) -> list[dict]:
-        return [e for _, _, e in sorted(self._heap, key=lambda t: (-t[0], t[1]))]
+        return [e for _, _, e in sorted(self._heap, key=lambda t: (-t[0], -t[1]))]
 
     # --- the page -------------------------------------------------------------------------------------------
     def _swatch(self, c: int) -> str:
