@@ -109,6 +109,10 @@ def test_report_refuses_an_input_folder(tmp_path, capsys):
     assert err == (f"setr test: error: --report {root / 'report'}: lies inside the input folder --data-root "
                    f"{root}; write the report elsewhere")
     assert not (root / "report").exists()
+    assert main(["test", name, str(ckpt), "--data-root", str(root), "--format-only", "--out", str(tmp_path / "o"),
+                 "--report", str(tmp_path / "r")]) == 1
+    assert capsys.readouterr().err.strip() == ("setr test: error: --report scores predictions against the ground "
+                                               "truth: not with --format-only")
 
 
 def test_setr_evaluate_report(tmp_path, capsys):
@@ -134,4 +138,7 @@ def test_setr_evaluate_report(tmp_path, capsys):
     page = (out / "report.html").read_text()
     assert page.count('class="gallery-item"') == 2 and page.count('class="panel"') == 2 * 3  # no RGB image here
     assert main(["evaluate", str(pred_dir), str(gt_dir), "--num-classes", "3", "--report", str(gt_dir)]) == 1
-    assert "--report" in capsys.readouterr().err
+    assert capsys.readouterr().err.strip() == (f"setr evaluate: error: --report {gt_dir}: lies inside the input "
+                                               f"folder GT_DIR {gt_dir}; write the report elsewhere")
+    assert main(["evaluate", str(pred_dir), str(gt_dir), "--num-classes", "3", "--report-images", "3"]) == 1
+    assert capsys.readouterr().err.strip() == "setr evaluate: error: --report-images needs --report DIR"

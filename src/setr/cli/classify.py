@@ -8,7 +8,7 @@ from .. import argtypes
 from ..errors import SetrError
 from ..dist import resolve_device
 from .common import add_device, add_overwrite, add_trust
-from .report_options import add_report_options
+from .report_options import add_report_options, check_report_option
 
 
 def cmd_classify_train(args: argparse.Namespace) -> int:
@@ -60,10 +60,7 @@ def cmd_classify_test(args: argparse.Namespace) -> int:
     suffix = "_ema" if args.ema else ""
     out = Path(args.json or state_path.with_name(f"{state_path.stem}_{args.split}_top1{suffix}.json"))
     ensure_writable_file(out, "--json" if args.json else "--json (default: next to the checkpoint)")
-    if args.report:
-        from .report_options import check_report_option
-
-        check_report_option(args, {"--data-root": args.data_root})
+    check_report_option(args, {"--data-root": args.data_root})
     if args.ema:
         from ..engine.state import read_checkpoint
 

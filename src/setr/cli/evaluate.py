@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from .. import argtypes
-from .report_options import add_report_options
+from .report_options import add_report_options, check_report_option
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -16,12 +16,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     names = class_names_from(args.classes, args.num_classes) if args.classes else None
     report = None
+    check_report_option(args, {"PRED_DIR": args.pred_dir, "GT_DIR": args.gt_dir})
     if args.report:
         from ..data.classes import classes_and_palette
         from ..reports.segmentation import SegmentationReport
-        from .report_options import check_report_option
 
-        check_report_option(args, {"PRED_DIR": args.pred_dir, "GT_DIR": args.gt_dir})
         palette = classes_and_palette(args.classes if args.classes in ("cityscapes", "ade20k", "pascal_context")
                                       else None, args.num_classes, names)[1]
         report = SegmentationReport(args.num_classes, names, palette, args.ignore_index, worst=args.report_images)

@@ -6,7 +6,7 @@ import argparse
 from ..errors import SetrError
 from ..dist import resolve_device
 from .common import add_device, add_flip_directions, add_speed_options, add_trust, preset_from_args
-from .report_options import add_report_options
+from .report_options import add_report_options, check_report_option
 
 LISTED_DATASETS = ("cityscapes", "ade20k", "pascal_context", "folder")
 
@@ -42,16 +42,15 @@ def cmd_test(args: argparse.Namespace) -> int:
     preset = preset_from_args(args)
     if args.format_only and not args.out:
         raise SetrError("--format-only needs --out DIR for the prediction files")
+    if args.report and args.format_only:
+        raise SetrError("--report scores predictions against the ground truth: not with --format-only")
     json_path = Path(args.json or Path(args.checkpoint).with_name(f"{Path(args.checkpoint).stem}_{args.split}_metrics.json"))
     for option, folder in (("--out", args.out), ("--show-dir", args.show_dir)):
         if folder:
             ensure_writable_dir(folder, option)
     if not args.format_only:
         ensure_writable_file(json_path, "--json" if args.json else "--json (default: next to the checkpoint)")
-    if args.report:
-        from .report_options import check_report_option
-
-        check_report_option(args, {"--data-root": args.data_root})
+    check_report_option(args, {"--data-root": args.data_root})
     seg = _load_for_test(args, preset)
     # the dataset the checkpoint was trained on (stored with it) unless --set data.dataset says otherwise
     name = preset.data.dataset
@@ -61,7 +60,7 @@ def cmd_test(args: argparse.Namespace) -> int:
                             require_masks=not args.format_only)
     writer = SubmissionWriter(name, args.out) if args.out else None
     report = None
-    if args.report and not args.format_only:
+    if args.report:
         from ..reports.segmentation import SegmentationReport
 
         report = SegmentationReport(dataset.num_classes, dataset.class_names, seg.palette, worst=args.report_images)
