@@ -21,7 +21,9 @@ class DetModelConfig:
     depths: tuple[int, ...] | None = None
     drop_path_rate: float = 0.1
     pretrained: str | None = None  # ImageNet HLG checkpoint for the backbone (load_hlg_state_dict)
-    fpn_channels: int = 256
+    fpn_channels: int = 256  # FPN out_channels (= the head's in_channels)
+    head_channels: int | None = None  # RetinaHead feat_channels (None: fpn_channels, as the released configs)
+    stacked_convs: int = 4  # RetinaHead conv3x3 + ReLU layers per branch
     octave_base_scale: float = 4.0
     scales_per_octave: int = 3
     anchor_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
