@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
-from torchvision.ops import nms
 
 NMS_SPLIT_THR = 10000  # mmcv batched_nms: at or above this many boxes, NMS runs class by class
 
@@ -71,6 +70,8 @@ def filter_scores_and_topk(scores: torch.Tensor, score_thr: float,
 def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, iou_threshold: float,
                 split_thr: int = NMS_SPLIT_THR) -> tuple[torch.Tensor, torch.Tensor]:
     """mmcv 1.x ``batched_nms`` (class-aware): (kept scores, kept indices) sorted by decreasing score."""
+    from torchvision.ops import nms
+
     max_coordinate = boxes.max()
     offsets = labels.to(boxes) * (max_coordinate + torch.tensor(1).to(boxes))
     boxes_for_nms = boxes + offsets[:, None]
