@@ -43,6 +43,14 @@ COCO_CATEGORY_IDS = (*range(1, 12), *range(13, 26), 27, 28, *range(31, 45), *ran
                      *range(72, 83), *range(84, 91))
 
 
+def categories_for(class_names: Sequence[str]) -> list[dict]:
+    """COCO-style categories for class names: COCO's own ids for the 80 COCO classes in mmdet's order (the
+    authors' checkpoints), else 1 .. K."""
+    names = [str(n) for n in class_names]
+    ids = COCO_CATEGORY_IDS if tuple(names) == COCO_CLASSES else range(1, len(names) + 1)
+    return [{"id": int(i), "name": n} for i, n in zip(ids, names)]
+
+
 @dataclass
 class Detections:
     """One image's detections: ``boxes`` (N, 4) float32 x1, y1, x2, y2 in the original image's pixels,
@@ -122,8 +130,7 @@ class Detector:
             class_names = [str(n) for n in class_names]
             if len(class_names) != self.num_classes:
                 raise SetrError(f"{len(class_names)} class names for a model with {self.num_classes} classes")
-            ids = COCO_CATEGORY_IDS if tuple(class_names) == COCO_CLASSES else range(1, self.num_classes + 1)
-            categories = [{"id": int(i), "name": n} for i, n in zip(ids, class_names)]
+            categories = categories_for(class_names)
         self.categories = categories
         self.class_names = class_names or [str(i) for i in range(self.num_classes)]
         self.preset: str | None = None
