@@ -68,12 +68,12 @@ class Detections:
         return Detections(self.boxes[keep], self.scores[keep], self.labels[keep])
 
     def to_coco(self, image_id: Any, category_ids: Sequence[int]) -> list[dict]:
-        """COCO results entries (bbox x, y, w, h)."""
+        """COCO results entries as mmdet's ``results2json`` writes them: bbox (x, y, w, h) from the float32
+        corners, the score as a float."""
         out = []
-        for b, s, lab in zip(self.boxes.tolist(), self.scores.tolist(), self.labels.tolist()):
+        for b, s, lab in zip(self.boxes.float().tolist(), self.scores.float().tolist(), self.labels.tolist()):
             out.append({"image_id": image_id, "category_id": int(category_ids[lab]),
-                        "bbox": [round(b[0], 2), round(b[1], 2), round(b[2] - b[0], 2), round(b[3] - b[1], 2)],
-                        "score": round(float(s), 5)})
+                        "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": float(s)})
         return out
 
 
@@ -134,6 +134,7 @@ class Detector:
         self.categories = categories
         self.class_names = class_names or [str(i) for i in range(self.num_classes)]
         self.preset: str | None = None
+        self.checkpoint_categories: list[dict] | None = None  # the categories our training recorded, if any
 
     @property
     def category_ids(self) -> list[int]:
@@ -155,6 +156,7 @@ class Detector:
         det = cls(model, p.model, device=device, precision=precision, categories=categories,
                   class_names=None if categories is not None else class_names, **kwargs)
         det.preset = p.name
+        det.checkpoint_categories = det.categories if categories is not None else None
         return det
 
     @classmethod
