@@ -87,3 +87,20 @@ def test_detect_test_with_an_mmdet_checkpoint(mmdet_checkpoint, tmp_path, capsys
     assert main(["detect", "test", TINY, str(bad), "--data-root", str(root), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "three.pth: checkpoint has 3 classes" in err and len(err.strip().splitlines()) == 1
+
+
+def test_convert_weights_of_an_mmdet_checkpoint(mmdet_checkpoint, tmp_path, capsys):
+    from setr import Detector
+
+    assert main(["convert-weights", str(mmdet_checkpoint), "--preset", TINY, "--out", str(tmp_path / "f"),
+                 "--verify-size", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "mmdet 2.26.0 checkpoint" in out and "max abs difference 0" in out
+    det = Detector.from_pretrained(tmp_path / "f")
+    assert det.categories == [{"id": 1, "name": "circle"}, {"id": 2, "name": "square"}]
+    image = np.random.default_rng(1).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    want = Detector.from_checkpoint(mmdet_checkpoint, TINY).predict(image)
+    got = det.predict(image)
+    assert len(got) > 0 and torch.equal(got.boxes, want.boxes) and torch.equal(got.labels, want.labels)
+    assert main(["convert-weights", str(mmdet_checkpoint), "--out", str(tmp_path / "g")]) == 1
+    assert "name its detection preset with --preset" in capsys.readouterr().err
