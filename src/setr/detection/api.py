@@ -26,7 +26,7 @@ from .anchors import anchor_generator_from_config
 from .box_coder import DeltaXYWHBBoxCoder
 from .model import RetinaNetHLG, build_retinanet_hlg
 from .pipeline import IMG_NORM_MEAN, IMG_NORM_STD, ImageMeta, collate, prepare_test_image
-from .postprocess import LevelCounts, TestConfig, get_bboxes_single
+from .postprocess import LevelCounts, PostprocessConfig, get_bboxes_single
 
 # the 80 COCO classes in mmdet's CocoDataset order, and their COCO category ids
 COCO_CLASSES = (
@@ -95,8 +95,8 @@ class DetectionBatch:
         return [(int(c.shape[-2]), int(c.shape[-1])) for c in self.cls_scores]
 
 
-def postprocess_config_of(cfg: DetModelConfig) -> TestConfig:
-    return TestConfig(nms_pre=int(cfg.topk_candidates), score_thr=float(cfg.score_thresh),
+def postprocess_config_of(cfg: DetModelConfig) -> PostprocessConfig:
+    return PostprocessConfig(nms_pre=int(cfg.topk_candidates), score_thr=float(cfg.score_thresh),
                       iou_threshold=float(cfg.nms_thresh), max_per_img=int(cfg.detections_per_img))
 
 

@@ -21,7 +21,7 @@ NMS_SPLIT_THR = 10000  # mmcv batched_nms: at or above this many boxes, NMS runs
 
 
 @dataclass
-class TestConfig:
+class PostprocessConfig:
     """mmdet's ``test_cfg`` for RetinaNet."""
 
     nms_pre: int = 1000
@@ -89,7 +89,7 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor,
 
 def get_bboxes_single(cls_scores: Sequence[torch.Tensor], bbox_preds: Sequence[torch.Tensor],
                       mlvl_anchors: Sequence[torch.Tensor], img_shape: Sequence[int], scale_factor,
-                      cfg: TestConfig, decode: Callable[..., torch.Tensor], num_classes: int,
+                      cfg: PostprocessConfig, decode: Callable[..., torch.Tensor], num_classes: int,
                       rescale: bool = True, with_nms: bool = True) -> ImageDetections:
     """One image: ``cls_scores[l]`` (A*K, H, W), ``bbox_preds[l]`` (A*4, H, W), ``mlvl_anchors[l]`` (H*W*A, 4);
     ``decode(anchors, deltas, max_shape=(h, w))`` is the box coder's decoding. ``with_nms=False`` returns the
