@@ -135,6 +135,10 @@ class CocoDetection(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
+    def annotations(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(boxes (n, 4) float32 xyxy in image pixels, labels (n,) int64) of item ``index``."""
+        return self._targets[self.ids[index]]
+
     def image_path(self, index: int) -> Path:
         return self.img_dir / self.coco.imgs[self.ids[index]]["file_name"]
 

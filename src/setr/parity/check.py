@@ -23,7 +23,7 @@ def check_case(case: Mapping[str, Any], device: str = "cpu", image_dir=None) -> 
     if str(cfg.get("kind", "")).startswith("retinanet_hlg_train"):
         from .retinanet_train import check_retinanet_train_case
 
-        return check_retinanet_train_case(case, device)
+        return check_retinanet_train_case(case, device, image_dir=image_dir)
     if str(cfg.get("kind", "")).startswith("retinanet_hlg"):
         from .retinanet import check_retinanet_case
 

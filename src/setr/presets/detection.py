@@ -33,7 +33,7 @@ class DetModelConfig:
     nms_thresh: float = 0.5
     detections_per_img: int = 100
     topk_candidates: int = 1000  # per level, before NMS (mmdet nms_pre)
-    train_min_sizes: tuple[int, ...] = TRAIN_SHORT_SIDES  # short side drawn per batch in training
+    train_min_sizes: tuple[int, ...] = TRAIN_SHORT_SIDES  # training scales (max_size, s): one drawn per IMAGE
     test_min_size: int = 800
     max_size: int = 1333
     size_divisible: int = 32
@@ -46,12 +46,20 @@ class DetTrainConfig:
     lr: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 1e-4
-    norm_decay_mult: float = 0.0  # mmcv custom key 'norm': parameters whose name contains "norm"
+    optimizer: str = "adamw"  # engine.common.build_optimizer
+    head_lr_mult: float = 1.0  # lr x this for parameters whose name contains "head" (the recipe: 1)
+    no_decay_key: str | None = "norm"  # mmcv custom_keys {'norm': decay_mult}: a substring of the parameter NAME
+    no_decay_mult: float = 0.0  # weight decay x this for those parameters
     milestones: tuple[int, ...] = (8, 11)  # epochs after which lr is multiplied by gamma
     gamma: float = 0.1
     warmup_iters: int = 500
     warmup_ratio: float = 0.001
-    flip_prob: float = 0.5
+    flip_prob: float = 0.5  # horizontal flip, drawn per image
+    shuffle: bool = True  # a new permutation of the training images each epoch (False: file order)
+    # the lr schedule's position at the first iteration, as mmcv's runner.iter / runner.epoch (continuing a run
+    # that had already done this many iterations / epochs; the golden training checks start at runner iteration 498)
+    schedule_iter_offset: int = 0
+    schedule_epoch_offset: int = 0
     grad_clip: float | None = None  # the reference does not clip
     workers: int = 2
     keep_checkpoints: int = 0  # 0 keeps every checkpoint
