@@ -68,3 +68,22 @@ def test_pipeline_sizes_scale_factor_and_padding():
     batch = collate([x, y])
     assert batch.shape == (2, 3, 608, 928) and torch.equal(batch[1, :, : y.shape[1], : y.shape[2]], y)
     assert pad_to_multiple(torch.zeros(3, 33, 64)).shape == (3, 64, 64)
+
+
+def test_torchvision_nms_is_an_option():
+    from setr.detection.api import Detector
+    from setr.errors import SetrError
+
+    rng = torch.Generator().manual_seed(0)
+    xy = torch.rand(300, 2, generator=rng) * 50
+    boxes = torch.cat([xy, xy + 5 + torch.rand(300, 2, generator=rng) * 20], 1)
+    scores, labels = torch.rand(300, generator=rng), torch.randint(0, 3, (300,), generator=rng)
+    from torchvision.ops import batched_nms as tv
+
+    assert set(tv(boxes, scores, labels, 0.5).tolist()) == set(batched_nms(boxes, scores, labels, 0.5)[1].tolist())
+    det = Detector.from_preset("retinanet_hlg_tiny_test", num_classes=2, overrides=["model.nms_impl=torchvision"])
+    assert det.test_cfg.nms_impl == "torchvision"
+    import pytest
+
+    with pytest.raises(SetrError, match="model.nms_impl 'fast'"):
+        Detector.from_preset("retinanet_hlg_tiny_test", num_classes=2, overrides=["model.nms_impl=fast"])

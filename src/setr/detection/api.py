@@ -97,7 +97,8 @@ class DetectionBatch:
 
 def postprocess_config_of(cfg: DetModelConfig) -> PostprocessConfig:
     return PostprocessConfig(nms_pre=int(cfg.topk_candidates), score_thr=float(cfg.score_thresh),
-                      iou_threshold=float(cfg.nms_thresh), max_per_img=int(cfg.detections_per_img))
+                             iou_threshold=float(cfg.nms_thresh), max_per_img=int(cfg.detections_per_img),
+                             nms_impl=str(getattr(cfg, "nms_impl", "mmcv")))
 
 
 class Detector:

@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 import torch
 
 NMS_SPLIT_THR = 10000  # mmcv batched_nms: at or above this many boxes, NMS runs class by class
+NMS_IMPLS = ("mmcv", "torchvision")
 
 
 @dataclass
@@ -29,6 +30,13 @@ class PostprocessConfig:
     iou_threshold: float = 0.5
     max_per_img: int = 100
     split_thr: int = NMS_SPLIT_THR
+    nms_impl: str = "mmcv"  # or "torchvision": torchvision.ops.batched_nms
+
+    def __post_init__(self):
+        if self.nms_impl not in NMS_IMPLS:
+            from ..errors import SetrError
+
+            raise SetrError(f"model.nms_impl {self.nms_impl!r}: expected one of {', '.join(NMS_IMPLS)}")
 
 
 @dataclass
@@ -112,6 +120,12 @@ def get_bboxes_single(cls_scores: Sequence[torch.Tensor], bbox_preds: Sequence[t
         return ImageDetections(boxes[order], scores, labels[order], counts)
     if boxes.numel() == 0:
         return ImageDetections(boxes.reshape(0, 4), scores, labels, counts)
-    kept_scores, keep = batched_nms(boxes, scores, labels, cfg.iou_threshold, cfg.split_thr)
+    if cfg.nms_impl == "torchvision":
+        from torchvision.ops import batched_nms as tv_batched_nms
+
+        keep = tv_batched_nms(boxes, scores, labels, cfg.iou_threshold)
+        kept_scores = scores[keep]
+    else:
+        kept_scores, keep = batched_nms(boxes, scores, labels, cfg.iou_threshold, cfg.split_thr)
     n = cfg.max_per_img
     return ImageDetections(boxes[keep][:n], kept_scores[:n], labels[keep][:n], counts)

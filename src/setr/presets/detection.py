@@ -33,6 +33,9 @@ class DetModelConfig:
     nms_thresh: float = 0.5
     detections_per_img: int = 100
     topk_candidates: int = 1000  # per level, before NMS (mmdet nms_pre)
+    # "mmcv": the original's batched_nms (class-offset boxes in float32, one NMS); "torchvision": torchvision's
+    # batched_nms (per class above 4000 boxes on the CPU: no offset rounding, so IoUs near the threshold can differ)
+    nms_impl: str = "mmcv"
     train_min_sizes: tuple[int, ...] = TRAIN_SHORT_SIDES  # training scales (max_size, s): one drawn per IMAGE
     test_min_size: int = 800
     max_size: int = 1333
