@@ -17,7 +17,6 @@ The resize / normalise / pad functions are shared with the training pipeline.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from typing import Sequence
 
