@@ -238,7 +238,8 @@ def test_exact_resume(coco_root, tmp_path):
     assert a["state_dict"].keys() == b["state_dict"].keys()
     for k in a["state_dict"]:
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
-    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 4
+    assert a["meta"]["iteration"] == b["meta"]["iteration"] == 4  # the lr is a function of the iteration
+    assert [g["lr"] for g in a["optimizer"]["param_groups"]] == [g["lr"] for g in b["optimizer"]["param_groups"]]
     # resuming against a dataset with other categories is refused
     other = write_coco(tmp_path / "other", n_train=8, n_val=2, size=96, num_classes=3, seed=1)
     with pytest.raises(SetrError, match="categories"):
