@@ -43,6 +43,7 @@ def case():
     (("model_cfg", "train_cfg", "allowed_border"), 0, "config.model_cfg.train_cfg.allowed_border"),
     (("optimizer_config", "grad_clip"), {"max_norm": 35}, "config.optimizer_config.grad_clip"),
     (("train_pipeline", 3, "flip_ratio"), 0.5, "config.train_pipeline.3.flip_ratio"),
+    (("model_cfg", "backbone", "drop_path_rate"), 0.1, "config.model_cfg.backbone.drop_path_rate"),
     (("brand_new_field",), 1, "config.brand_new_field"),
 ])
 def test_unimplemented_values_fail_naming_the_field(case, path, value, field):

@@ -79,7 +79,9 @@ def _model_cfg_spec():
 
     backbone = {
         "type": "HLGTransformer", "embed_dims": _ints(4), "num_heads": _ints(4), "depths": _ints(4), "in_chans": 3,
-        "qkv_bias": True, "drop_rate": one_of(0.0), "drop_path_rate": _number, "h0_att": False,
+        "qkv_bias": True, "drop_rate": one_of(0.0),
+        "drop_path_rate": one_of(0, 0.0),  # random masks would differ from the original's draws
+        "h0_att": False,
         "proj_dwconv": "convbn", "downsampling": ["c", "sc", "sc", "sc"], "h0_h1_method": "mean",
         "crs_interval": [8, 4, 2, 1], "dynamic_position_bias": True,
         # accepted and ignored by the original class (specs/hlg.md resolution 21)
