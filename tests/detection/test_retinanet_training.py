@@ -137,3 +137,29 @@ def test_adamw_groups_decay_by_parameter_name():
     assert got["norm1.weight"] == 0.0 and got["norm1.bias"] == 0.0
     assert got["bbox_head.weight"] == 1e-4
     assert {g["lr"] for g in opt.param_groups} == {1e-4}  # head_lr_mult 1 in the detection recipe
+
+
+def test_training_split_reads_boxes_as_mmdet(tmp_path):
+    pytest.importorskip("pycocotools")
+    import json
+
+    import cv2
+
+    from setr.detection.coco import CocoDetection
+
+    (tmp_path / "train2017").mkdir()
+    (tmp_path / "annotations").mkdir()
+    cv2.imwrite(str(tmp_path / "train2017" / "a.png"), np.zeros((48, 64, 3), np.uint8))
+    boxes = [[-10.0, -10.0, 40.0, 40.0],  # crosses the border: kept unclipped (the pipeline clips after resizing)
+             [5.0, 5.0, 0.5, 10.0],  # under 1 px wide: dropped
+             [100.0, 10.0, 20.0, 20.0],  # misses the image: dropped
+             [60.0, 40.0, 20.0, 20.0]]  # partly inside: kept unclipped
+    data = {"images": [{"id": 1, "file_name": "a.png", "width": 64, "height": 48}],
+            "annotations": [{"id": i + 1, "image_id": 1, "category_id": 1, "bbox": b, "area": b[2] * b[3],
+                             "iscrowd": 0} for i, b in enumerate(boxes)],
+            "categories": [{"id": 1, "name": "thing"}]}
+    (tmp_path / "annotations" / "instances_train2017.json").write_text(json.dumps(data))
+    with pytest.warns(UserWarning, match="dropped 2 boxes outside the image or under 1 px"):
+        ds = CocoDetection(tmp_path, "train", train=True)
+    got, labels = ds.annotations(0)
+    assert got.tolist() == [[-10.0, -10.0, 30.0, 30.0], [60.0, 40.0, 80.0, 60.0]] and labels.tolist() == [0, 0]
