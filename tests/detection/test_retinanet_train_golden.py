@@ -56,6 +56,15 @@ def test_unimplemented_values_fail_naming_the_field(case, path, value, field):
         validate_train_case(c)
 
 
+def test_boxes_a_coco_training_set_would_drop_are_named(case):
+    c = {k: v for k, v in case.items() if k not in ("initial_state_dict", "final_state_dict")}
+    c = copy.deepcopy(c)
+    boxes = c["batch"]["images"][1]["gt_bboxes_input"]
+    boxes[0, 2] = boxes[0, 0] + 0.5  # half a pixel wide
+    with pytest.raises(SetrError, match=r"batch\.images\.1\.gt_bboxes_input"):
+        validate_train_case(c)
+
+
 def test_the_visible_case_validates(case):
     validate_train_case(case)  # raises on any field it does not implement
     assert case["config"]["runner_iters"] == [120, 121, 122] and torch.is_tensor(case["assignment"]["images"][1]["pos_inds"])

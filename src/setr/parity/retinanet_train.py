@@ -195,6 +195,19 @@ def validate_train_case(case: Mapping[str, Any]) -> None:
         raise unsupported("batch.images", f"{len(b['images'])} images for samples_per_gpu {c['samples_per_gpu']}")
     for i, im in enumerate(b["images"]):
         check_fields(im, IMAGE_FIELDS, f"batch.images.{i}")
+        # the batch goes through a COCO training set, read as mmdet's CocoDataset reads one: an image without
+        # boxes would be skipped and a box under 1 px or outside the image dropped
+        boxes = im["gt_bboxes_input"]
+        h, w = int(im["ori_shape"][0]), int(im["ori_shape"][1])
+        if boxes.numel() == 0:
+            raise unsupported(f"batch.images.{i}.gt_bboxes_input", "an image without boxes (a COCO training set "
+                                                                   "skips it)")
+        bw, bh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+        inside = (boxes[:, 2].clamp(max=w) - boxes[:, 0].clamp(min=0)).clamp(min=0) * \
+                 (boxes[:, 3].clamp(max=h) - boxes[:, 1].clamp(min=0)).clamp(min=0)
+        if bool(((bw < 1) | (bh < 1) | (inside <= 0)).any()):
+            raise unsupported(f"batch.images.{i}.gt_bboxes_input", "a box under 1 px or outside the image (a COCO "
+                                                                   "training set drops it)")
     a = case["assignment"]
     check_fields(a, {"featmap_sizes": INFO, "level_num_anchors": INFO, "images": INFO,
                      "num_total_pos_avg_factor": INFO}, "assignment")
