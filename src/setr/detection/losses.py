@@ -33,7 +33,10 @@ def sigmoid_focal_loss_sum(logits: torch.Tensor, labels: torch.Tensor, weights: 
     """Sum of mmdet's sigmoid focal loss: ``logits`` (M, C), ``labels`` (M,) in 0..C (C = background: all
     targets 0), ``weights`` (M,) per anchor."""
     num_classes = logits.shape[1]
-    target = F.one_hot(labels, num_classes=num_classes + 1)[:, :num_classes].type_as(logits)
+    # mmdet's one_hot(labels, C + 1)[:, :C] as floats, without the (M, C + 1) int64 intermediate
+    target = torch.zeros_like(logits)
+    fg = (labels >= 0) & (labels < num_classes)
+    target[fg.nonzero(as_tuple=True)[0], labels[fg]] = 1.0
     p = logits.sigmoid()
     pt = (1 - p) * target + p * (1 - target)
     focal_weight = (alpha * target + (1 - alpha) * (1 - target)) * pt.pow(gamma)
