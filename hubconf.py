@@ -8,7 +8,7 @@
 * ``setr_naive``, ``setr_pup``, ``setr_mla``: SETR with the Naive / PUP / MLA decoder (ViT-L, ViT-B, DeiT presets)
 * ``setr_pup_hlg``: SETR-PUP-HLG segmentation
 * ``hlg``: HLG image classifiers (a timm model)
-* ``retinanet_hlg``: RetinaNet-HLG object detection (a torchvision RetinaNet)
+* ``retinanet_hlg``: RetinaNet-HLG object detection (the network; ``setr.Detector`` adds the test pipeline)
 
 Weights: ``pretrained`` = a pretrained folder or Hugging Face Hub repo id (``setr convert-weights`` makes them);
 ``checkpoint`` = a checkpoint file (an original SETR ``.pth`` with its preset, or one of ours). Without either
@@ -97,16 +97,17 @@ def hlg(variant: str = "hlg_small", pretrained=None, checkpoint=None, **kwargs):
 
 def retinanet_hlg(preset: str = "retinanet_hlg_small_fpn_mstrain_1x_coco", num_classes: int = 80, pretrained=None,
                   checkpoint=None, device: str = "cpu"):
-    """RetinaNet-HLG (torchvision ``RetinaNet``, eval mode). ``pretrained``: a pretrained folder or repo id;
-    ``checkpoint``: one of our detection checkpoints (epoch_N.pth) for ``preset``."""
+    """The RetinaNet-HLG network (``setr.detection.model.RetinaNetHLG``, eval mode; ``setr.Detector(model)`` adds
+    the authors' test pipeline and post-processing). ``pretrained``: a pretrained folder or repo id;
+    ``checkpoint``: the authors' mmdet checkpoint or one of ours (epoch_N.pth) for ``preset``."""
     if pretrained is not None:
         from setr.pretrained import from_pretrained
 
         return from_pretrained(pretrained, kind="detection", device=device)
     if checkpoint is not None:
-        from setr.detection.engine import load_detector
+        from setr.detection.api import load_detector_checkpoint
 
-        return load_detector(preset, checkpoint, device=device)[0]
+        return load_detector_checkpoint(checkpoint, preset)[0].to(device)
     from setr.detection.model import build_retinanet_hlg
     from setr.presets.detection import get_detection_preset
 

@@ -46,6 +46,7 @@ ALLOWED = {
                                                   "as the ecosystem's models have them (a facade over setr.pretrained)",
     ("setr.models.hlg", "setr.pretrained"): "the same facade on the HLG classifier",
     ("setr.inference", "setr.pretrained"): "the same facade on Segmenter",
+    ("setr.detection.api", "setr.pretrained"): "the same facade on Detector",
 }
 RANK = {c: i for i, names in enumerate(LAYERS) for c in names}
 

@@ -210,6 +210,7 @@ def test_timm_hlg_records_variant_and_data_config(tmp_path):
 
 # ------------------------------------------------------------------------------------------------- detection
 def test_retinanet_hlg_round_trip_folder_and_repo_id(tmp_path, offline):
+    from setr import Detector
     from setr.detection.model import build_retinanet_hlg
     from setr.presets.detection import get_detection_preset
 
@@ -217,23 +218,23 @@ def test_retinanet_hlg_round_trip_folder_and_repo_id(tmp_path, offline):
     torch.manual_seed(0)
     model = build_retinanet_hlg(preset.model, 3).eval()
     with torch.no_grad():  # non-trivial scores so the comparison covers boxes, not only an empty list
-        model.head.classification_head.cls_logits.bias.fill_(0.0)
+        model.bbox_head.retina_cls.bias.fill_(0.0)
     categories = [{"id": 1, "name": "cat"}, {"id": 3, "name": "dog"}, {"id": 7, "name": "fox"}]
     folder = save_pretrained(model, tmp_path / "det", config=preset, categories=categories)
     conf = json.loads((folder / CONFIG_NAME).read_text())
     assert conf["kind"] == "detection" and conf["preset"] == "retinanet_hlg_tiny_test"
     assert conf["categories"] == categories and conf["num_classes"] == 3
-    images = [torch.rand(3, 96, 128), torch.rand(3, 128, 80)]
-    with torch.no_grad():
-        want = model(images)
-        assert sum(len(w["boxes"]) for w in want) > 0
-        for loaded in (from_pretrained(folder),
-                       load_pretrained("org/retina-tiny", cache_dir=hub_cache(folder, tmp_path / "hub",
-                                                                             "org/retina-tiny")).model):
-            got = loaded(images)
-            for g, w in zip(got, want):
-                for key in ("boxes", "scores", "labels"):
-                    torch.testing.assert_close(g[key], w[key], rtol=0, atol=0)
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (96, 128, 3), dtype=np.uint8), rng.integers(0, 256, (128, 80, 3), dtype=np.uint8)]
+    want = Detector(model, preset.model).predict_batch(images)
+    assert sum(len(w) for w in want) > 0
+    hub = load_pretrained("org/retina-tiny", cache_dir=hub_cache(folder, tmp_path / "hub", "org/retina-tiny"))
+    from_folder = Detector.from_pretrained(folder)
+    assert from_folder.class_names == ["cat", "dog", "fox"] and from_folder.category_ids == [1, 3, 7]
+    for loaded in (from_folder, Detector(hub.model, preset.model)):
+        for g, w in zip(loaded.predict_batch(images), want):
+            for key in ("boxes", "scores", "labels"):
+                torch.testing.assert_close(getattr(g, key), getattr(w, key), rtol=0, atol=0)
     with pytest.raises(SetrError, match="needs its config"):
         save_pretrained(model, tmp_path / "x")
     with pytest.raises(SetrError, match="2 categories for a model with 3 classes"):
@@ -320,7 +321,7 @@ def test_torch_hub_load_local_hlg_and_retinanet(tmp_path):
     assert feats.feature_info.channels() == [256, 512]
 
     det = hub_load("retinanet_hlg", "retinanet_hlg_tiny_test", num_classes=2)
-    assert det.head.classification_head.num_classes == 2 and not det.training
+    assert det.num_classes == 2 and det.bbox_head.retina_cls.out_channels == 18 and not det.training
     folder = save_pretrained(det, tmp_path / "det", config=_det_preset())
     again = hub_load("retinanet_hlg", pretrained=str(folder))
     for (k, a), (k2, b) in zip(det.state_dict().items(), again.state_dict().items()):

@@ -281,7 +281,9 @@ def test_cli_classify_and_detect_refuse(files, image, tmp_path, capsys):
             (["detect", "train", det, "--data-root", coco, "--work-dir", tmp_path / "d", "--batch-size", "2",
               "--no-progress", "--resume", files["train"]], files["train"]),
             (["detect", "train", det, "--data-root", coco, "--work-dir", tmp_path / "d2", "--batch-size", "2",
-              "--no-progress", "--set", f"model.pretrained={files['hlg']}"], files["hlg"])):
+              "--no-progress", "--set", f"model.pretrained={files['hlg']}"], files["hlg"]),
+            (["detect", "train", det, "--data-root", coco, "--work-dir", tmp_path / "d3", "--batch-size", "2",
+              "--no-progress", "--load-from", files["original"]], files["original"])):
         assert_cli_refused(argv, path, m, capsys)
 
 

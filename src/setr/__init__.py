@@ -4,8 +4,9 @@ from .model_files import load_model, save_model
 from .config import ModelConfig, build_model
 from .errors import SetrError
 from .inference import Segmenter, read_image
+from .detection.api import Detector
 from .models import classifier as _register_hlg_with_timm  # noqa: F401  (timm.create_model("hlg_tiny"))
 from .presets import get_preset, list_presets
 
-__all__ = ["ModelConfig", "Segmenter", "SetrError", "build_model", "get_preset", "list_presets", "load_model",
+__all__ = ["Detector", "ModelConfig", "Segmenter", "SetrError", "build_model", "get_preset", "list_presets", "load_model",
            "read_image", "save_model", "__version__"]

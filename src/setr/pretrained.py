@@ -209,11 +209,9 @@ def _classification_config(model: nn.Module, class_names: list[str] | None, pres
 
 
 def _is_retinanet_hlg(obj: Any) -> bool:
-    from torchvision.models.detection import RetinaNet
+    from .detection.model import RetinaNetHLG
 
-    from .detection.model import HLGFPNBackbone
-
-    return isinstance(obj, RetinaNet) and isinstance(obj.backbone, HLGFPNBackbone)
+    return isinstance(obj, RetinaNetHLG)
 
 
 def _detection_config(model: nn.Module, config: Any, preset: str | None, categories: list[dict] | None,
@@ -224,7 +222,7 @@ def _detection_config(model: nn.Module, config: Any, preset: str | None, categor
         preset, config = preset or config.name, config.model
     if not isinstance(config, DetModelConfig):
         raise SetrError(f"detection config must be a DetModelConfig or a DetectionPreset, got {type(config).__name__}")
-    num_classes = int(model.head.classification_head.num_classes)
+    num_classes = int(model.num_classes)
     if categories is not None:
         categories = [{"id": int(c["id"]), "name": str(c["name"])} for c in categories]
         if len(categories) != num_classes:
@@ -289,7 +287,8 @@ def _card_description(conf: Mapping[str, Any]) -> str:
         return (f"Image classification with HLG ({conf.get('variant') or 'custom'}: dims {m['embed_dims']}, "
                 f"depths {m['depths']}), {m['num_classes']} classes; a timm model after `import setr`.")
     return (f"Object detection: RetinaNet with an HLG-FPN backbone ({m['variant']}), {conf['num_classes']} "
-            "classes, torchvision's RetinaNet.")
+            "classes, with the arithmetic of the authors' mmdetection 2.26 detector (test pipeline and "
+            "post-processing included).")
 
 
 def _results_section(conf: Mapping[str, Any]) -> list[str]:
@@ -336,9 +335,9 @@ def _load_snippet(conf: Mapping[str, Any], where: str) -> list[str]:
     if conf["kind"] == "classification":
         return ["import torch", "from setr.models.hlg import HLG", "",
                 f'model = HLG.from_pretrained("{where}")', "logits = model(torch.randn(1, 3, 224, 224))"]
-    return ["from setr.pretrained import from_pretrained", "",
-            f'model = from_pretrained("{where}")    # torchvision RetinaNet, eval mode',
-            "detections = model([image_tensor_0_to_1])  # [{'boxes', 'labels', 'scores'}]"]
+    return ["from setr import Detector", "",
+            f'det = Detector.from_pretrained("{where}")',
+            'dets = det.predict("image.jpg")   # boxes (x1, y1, x2, y2 in the image\'s pixels), scores, labels']
 
 
 def _hub_entry(conf: Mapping[str, Any]) -> str:
@@ -545,7 +544,7 @@ def _load_for_conversion(path: Path, preset: str | None, class_names, trust: boo
             raise SetrError(f"{path}: an original SETR checkpoint: name its preset with --preset "
                             "(`setr presets` lists them)")
         return _segmentation_from_state(path, sd, preset)
-    if any(k.startswith("head.classification_head.") for k in sd):
+    if any(k.startswith("bbox_head.retina_cls.") for k in sd):
         raise SetrError(f"{path}: a RetinaNet checkpoint: name its detection preset with --preset")
     if any(k.startswith(("block1.0.", "backbone.block1.0.")) for k in sd):
         return _classification_from_state(path, sd, preset if want == "classification" else None,
@@ -601,17 +600,21 @@ def _classification_from_state(path: Path, sd: dict, preset: str | None, trained
 
 
 def _detection_from_file(path: Path, state: dict, meta: dict, preset: str | None, trust: bool):
-    from .detection.engine import load_detector
-    from .presets.detection import DetectionPreset, get_detection_preset
+    from .detection.api import categories_for, load_detector_checkpoint
+    from .presets.detection import DetectionPreset
 
     if isinstance(meta.get("config"), dict):
         p = DetectionPreset.from_dict(meta["config"])  # the trained configuration, overrides included
-    elif preset is not None:
-        p = get_detection_preset(preset)
-    else:
+    elif preset is None:
         raise SetrError(f"{path}: a detection checkpoint without its config: name its preset with --preset")
-    model, categories = load_detector(p, path, trust_checkpoint=trust)
+    else:
+        p = preset
+    model, p, categories, class_names = load_detector_checkpoint(path, p, trust_checkpoint=trust)
+    if categories is None and class_names is not None:
+        categories = categories_for(class_names)
     notes = [f"training checkpoint at epoch {meta['epoch']}"] if "epoch" in meta else []
+    if "mmdet_version" in meta:
+        notes.insert(0, f"mmdet {meta['mmdet_version']} checkpoint (the authors' format)")
     return "detection", model, {"config": p, "categories": categories}, notes
 
 
@@ -634,9 +637,9 @@ def _compare_outputs(kind: str, a: nn.Module, b: nn.Module, size: tuple[int, int
         outs = tuple(m.forward_dense(x) if m.dense else [m(x)] for m in (a, b))
     else:
         def run(m):
-            feats = list(m.backbone(x).values())
-            head = m.head(feats)
-            return [*feats, head["cls_logits"], head["bbox_regression"]]
+            feats = m.extract_feat(x)
+            cls_scores, bbox_preds = m.bbox_head(feats)
+            return [*feats, *cls_scores, *bbox_preds]
         outs = run(a), run(b)
     diff = max(float((p - q).abs().max()) for p, q in zip(*outs))
     return diff, tuple(x.shape)

@@ -11,12 +11,13 @@ import torch
 pytest.importorskip("pycocotools")
 
 from setr.detection import build_retinanet_hlg, get_detection_preset, list_detection_presets  # noqa: E402
-from setr.detection.cli import add_detect_parser  # noqa: E402
+from setr.cli.detect import add_detect_parser  # noqa: E402
 from setr.detection.coco import CocoDetection  # noqa: E402
-from setr.detection.engine import (StepWarmupLR, evaluate_detector, load_detector,  # noqa: E402
+from setr.detection.engine import (evaluate_detector, load_detector,  # noqa: E402
                                    train_detector)
 from setr.engine.common import param_groups  # noqa: E402
 from setr.detection.model import FPN_STRIDES, anchor_sizes, num_anchors_for  # noqa: E402
+from setr.detection.anchors import anchor_generator_from_config  # noqa: E402
 from setr.detection.synthetic import write_coco  # noqa: E402
 from setr.errors import SetrError  # noqa: E402
 from setr.overrides import apply_overrides  # noqa: E402
@@ -63,19 +64,23 @@ def test_presets_build_on_meta(name, dims, depths, dp):
     assert p.model.train_min_sizes == (640, 672, 704, 736, 768, 800) and p.model.test_min_size == 800
     with torch.device("meta"):
         model = build_retinanet_hlg(p.model, 80)
-    hlg = model.backbone.body.hlg
+    hlg = model.backbone
     assert hlg.embed_dims == dims and hlg.depths == depths and hlg.dense
-    assert model.backbone.fpn.inner_blocks[0][0].in_channels == dims[1]  # start level 1: stride-4 map unused
-    assert model.backbone.out_channels == 256
-    assert model.backbone.fpn.extra_blocks.p6.in_channels == dims[3] and not model.backbone.fpn.extra_blocks.use_P5
-    assert model.anchor_generator.num_anchors_per_location() == [9] * 5
-    assert (model.score_thresh, model.nms_thresh, model.detections_per_img, model.topk_candidates) == \
+    # mmdet's FPN: start level 1 (the stride-4 map unused), P6 on C5 ('on_input'), 256 channels
+    assert [c.conv.in_channels for c in model.neck.lateral_convs] == list(dims[1:])
+    assert [c.conv.in_channels for c in model.neck.fpn_convs] == [256, 256, 256, dims[3], 256]
+    assert [c.conv.stride for c in model.neck.fpn_convs] == [(1, 1)] * 3 + [(2, 2)] * 2
+    head = model.bbox_head
+    assert len(head.cls_convs) == len(head.reg_convs) == 4
+    assert head.retina_cls.out_channels == 9 * 80 and head.retina_reg.out_channels == 9 * 4
+    assert (p.model.score_thresh, p.model.nms_thresh, p.model.detections_per_img, p.model.topk_candidates) == \
            (0.05, 0.5, 100, 1000)
-    assert model.proposal_matcher.high_threshold == 0.5 and model.proposal_matcher.low_threshold == 0.4
-    assert model.proposal_matcher.allow_low_quality_matches
-    assert model.head.regression_head._loss_type == "l1"
-    assert tuple(model.box_coder.weights) == (1.0, 1.0, 1.0, 1.0)
-    assert model.transform.max_size == 1333
+    assert p.model.max_size == 1333
+    keys = set(model.state_dict())
+    for k in ("backbone.s0_conv.0.0.weight", "neck.lateral_convs.0.conv.weight", "neck.fpn_convs.4.conv.bias",
+              "bbox_head.cls_convs.3.conv.weight", "bbox_head.reg_convs.0.conv.bias", "bbox_head.retina_cls.bias",
+              "bbox_head.retina_reg.weight"):
+        assert k in keys  # the authors' mmdet checkpoint keys
     dpr = [blk.drop_path.drop_prob if hasattr(blk.drop_path, "drop_prob") else 0.0 for blk in hlg.block4]
     assert dpr[-1] == pytest.approx(dp)
 
@@ -87,23 +92,25 @@ def test_anchor_sizes_and_fpn_strides():
     assert sizes[-1][0] == pytest.approx(4 * 128)
     tiny = get_detection_preset(TINY)
     model = build_retinanet_hlg(tiny.model, 3).eval()
-    feats = model.backbone(torch.zeros(1, 3, 128, 160))
-    assert list(feats) == ["0", "1", "2", "p6", "p7"]
-    for f, s in zip(feats.values(), FPN_STRIDES):
-        assert f.shape[1] == tiny.model.fpn_channels and f.shape[-2:] == (-(-128 // s), -(-160 // s))
-    from torchvision.models.detection.image_list import ImageList
-
-    anchors = model.anchor_generator(ImageList(torch.zeros(1, 3, 128, 160), [(128, 160)]), list(feats.values()))
-    assert anchors[0].shape == (num_anchors_for((128, 160), tiny.model), 4)
+    with torch.no_grad():
+        feats = model.extract_feat(torch.zeros(1, 3, 128, 160))
+        cls_scores, bbox_preds = model.bbox_head(feats)
+    assert len(feats) == 5
+    for f, c, b, s in zip(feats, cls_scores, bbox_preds, FPN_STRIDES):
+        hw = (-(-128 // s), -(-160 // s))
+        assert f.shape[1] == tiny.model.fpn_channels and f.shape[-2:] == hw
+        assert c.shape[1:] == (27, *hw) and b.shape[1:] == (36, *hw)
+    anchors = anchor_generator_from_config(tiny.model).grid_anchors([f.shape[-2:] for f in feats])
+    assert sum(len(a) for a in anchors) == num_anchors_for((128, 160), tiny.model)
+    # the prior-probability bias: every untrained score starts at 0.01
+    assert torch.allclose(torch.sigmoid(model.bbox_head.retina_cls.bias), torch.tensor(0.01))
 
 
 def test_build_variants_and_overrides():
     m = build_retinanet_hlg({"embed_dims": (16, 32, 64, 128), "num_heads": (1, 2, 4, 8), "depths": (1, 1, 1, 1)},
-                            2, fpn_channels=32, train_min_sizes=(96, 128), test_min_size=112, max_size=200)
-    assert m.backbone.out_channels == 32 and m.transform.min_size == (96, 128)
-    m.eval()
-    out, _ = m.transform([torch.rand(3, 64, 80)])
-    assert min(out.image_sizes[0]) == 112  # eval uses test_min_size
+                            2, fpn_channels=32, head_channels=24, stacked_convs=2)
+    assert m.neck.fpn_convs[0].conv.out_channels == 32 and len(m.bbox_head.cls_convs) == 2
+    assert m.bbox_head.cls_convs[1].conv.out_channels == 24 and m.bbox_head.retina_cls.in_channels == 24
     p = get_detection_preset(TINY)
     apply_overrides(p, ["model.fpn_channels=48", "train.milestones=[2,3]"])
     assert p.model.fpn_channels == 48 and p.train.milestones == (2, 3)
@@ -117,10 +124,14 @@ def test_build_variants_and_overrides():
 
 
 def test_step_warmup_schedule():
-    f = StepWarmupLR(100, (8, 11), 0.1, 500, 0.001)
-    assert f(0) == pytest.approx(0.001)
-    assert f(250) == pytest.approx(1 - 0.5 * 0.999)
-    assert f(500) == 1.0 and f(799) == 1.0 and f(800) == pytest.approx(0.1) and f(1100) == pytest.approx(0.01)
+    from setr.engine.schedule import step_warmup_lr
+
+    def f(it, epoch):
+        return step_warmup_lr(1.0, it, epoch, (8, 11), 0.1, 500, 0.001)
+
+    assert f(0, 0) == pytest.approx(0.001)
+    assert f(250, 0) == pytest.approx(1 - 0.5 * 0.999)
+    assert f(500, 0) == 1.0 and f(799, 7) == 1.0 and f(800, 8) == pytest.approx(0.1) and f(1100, 11) == pytest.approx(0.01)
 
 
 # ------------------------------------------------------------------------------------------------- data
@@ -227,7 +238,8 @@ def test_exact_resume(coco_root, tmp_path):
     assert a["state_dict"].keys() == b["state_dict"].keys()
     for k in a["state_dict"]:
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
-    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 4
+    assert a["meta"]["iteration"] == b["meta"]["iteration"] == 4  # the lr is a function of the iteration
+    assert [g["lr"] for g in a["optimizer"]["param_groups"]] == [g["lr"] for g in b["optimizer"]["param_groups"]]
     # resuming against a dataset with other categories is refused
     other = write_coco(tmp_path / "other", n_train=8, n_val=2, size=96, num_classes=3, seed=1)
     with pytest.raises(SetrError, match="categories"):

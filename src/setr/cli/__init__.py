@@ -1,7 +1,7 @@
 """The ``setr`` command line. Thin: every subcommand calls the library.
 
-One module per command group, each registering its own sub-parser (``register(subparsers)``), as
-``setr.detection.cli`` does for ``setr detect``; :func:`main` is the console entry point.
+One module per command group, each registering its own sub-parser (``register(subparsers)``);
+:func:`main` is the console entry point.
 """
 from __future__ import annotations
 
@@ -11,12 +11,10 @@ import sys
 from typing import Sequence
 
 from ..errors import SetrError
-from . import benchmark, classify, convert, demo, evaluate, export, info, predict, test, train
-from . import app, plot  # issue 22: training curves and the local demo page
+from . import app, benchmark, classify, convert, demo, detect, evaluate, export, info, plot, predict, test, train
 
 # the order of `setr --help` (after `detect`)
-GROUPS = (info, predict, train, test, evaluate, benchmark, export, classify, convert, demo,)
-GROUPS += (plot, app)
+GROUPS = (info, predict, train, test, evaluate, benchmark, export, classify, convert, demo, plot, app)
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -29,9 +27,7 @@ class _OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog="setr", description="SETR semantic segmentation: presets, inference, tools.")
     sub = parser.add_subparsers(dest="command", required=True)
-    from ..detection.cli import add_detect_parser
-
-    add_detect_parser(sub)
+    detect.register(sub)
     for group in GROUPS:
         group.register(sub)
     return parser

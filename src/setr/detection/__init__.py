@@ -1,12 +1,14 @@
-"""RetinaNet-HLG object detection on COCO (the authors' mmdet 1x recipe), composed from torchvision's detection models.
+"""RetinaNet-HLG object detection on COCO with the arithmetic of the authors' mmdetection 2.26 detector.
 
-* :mod:`.model` - :func:`build_retinanet_hlg`: HLG dense backbone -> FPN (P3-P7) -> torchvision ``RetinaNet``.
-* :mod:`.presets` - the ``retinanet_hlg_{small,medium,large}_fpn_mstrain_1x_coco`` recipes.
+* :mod:`.model` - :func:`build_retinanet_hlg`: dense HLG -> mmdet FPN (P3-P7) -> RetinaHead, mmdet's module names.
+* :mod:`.pipeline` - the original test pipeline; :mod:`.anchors`, :mod:`.box_coder`, :mod:`.postprocess` - anchors,
+  delta coding and the test post-processing; :mod:`.api` - :class:`Detector` (and checkpoint loading).
 * :mod:`.coco` - the COCO dataset (pycocotools), :mod:`.synthetic` - a generated COCO-format dataset.
-* :mod:`.engine` - training (epochs, warm-up + step schedule, atomic checkpoints, exact resume, DDP),
-  COCO bbox evaluation and prediction images. :mod:`.cli` - the ``setr detect`` sub-commands.
+* :mod:`.evaluation` - COCO bbox evaluation and prediction files; :mod:`.training` - the training task;
+  ``setr detect`` is :mod:`setr.cli.detect`.
 """
+from .api import Detector
 from .model import build_retinanet_hlg
 from ..presets.detection import DetectionPreset, get_detection_preset, list_detection_presets
 
-__all__ = ["build_retinanet_hlg", "DetectionPreset", "get_detection_preset", "list_detection_presets"]
+__all__ = ["Detector", "build_retinanet_hlg", "DetectionPreset", "get_detection_preset", "list_detection_presets"]

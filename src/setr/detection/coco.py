@@ -2,13 +2,12 @@
 
 Each item is ``(image, target)``: ``image`` a float CHW tensor in [0, 1] at its original size, ``target`` a dict with
 ``boxes`` (xyxy, pixels, float32), ``labels`` (contiguous 0 .. C-1, int64), ``image_id``, ``orig_size``.
-Boxes are read from COCO xywh, clipped to the image, and those with zero width or height after clipping are dropped
-(one counted warning per dataset). ``iscrowd`` annotations are ignored in training (as mmdet does).
-
-Augmentation (training only): horizontal flip with ``torchvision.transforms.v2`` on ``tv_tensors.BoundingBoxes``.
-Resizing is NOT done here: RetinaNet's ``GeneralizedRCNNTransform`` (see :class:`.model.DetTransform`) draws the
-short side from the preset's ``train_min_sizes`` per batch, caps the long side at ``max_size`` and rescales the boxes;
-predictions are mapped back to the original image size, which is what COCO evaluation needs.
+Boxes are read from COCO xywh. Evaluation splits clip them to the image and drop those with zero width or
+height after clipping; the training split (``train=True``) reads them as mmdet's ``CocoDataset`` does: unclipped
+(the training pipeline clips after resizing), dropped when they miss the image or are under 1 px wide or high, and
+images without boxes are skipped (``filter_empty_gt``). Either way one counted warning per dataset. ``iscrowd``
+annotations are ignored in training (as mmdet does). Training images go through :mod:`.train_pipeline`
+(``annotations(i)`` and ``image_path(i)``); ``__getitem__`` gives the float image for the older callers.
 """
 from __future__ import annotations
 
@@ -103,12 +102,19 @@ class CocoDetection(torch.utils.data.Dataset):
                                     f"{a['category_id']}")
                 x, y, bw, bh = (float(v) for v in a["bbox"])
                 x1, y1, x2, y2 = x, y, x + bw, y + bh
-                if w > 0 and h > 0:  # clip to the image
-                    x1, x2 = min(max(x1, 0.0), w), min(max(x2, 0.0), w)
-                    y1, y2 = min(max(y1, 0.0), h), min(max(y2, 0.0), h)
-                if x2 - x1 <= 0 or y2 - y1 <= 0:
-                    dropped += 1
-                    continue
+                if train:  # mmdet's CocoDataset: kept unclipped (the pipeline clips after resizing), dropped
+                    # when it misses the image or is under 1 px wide or high
+                    misses = w > 0 and h > 0 and max(0.0, min(x2, w) - max(x1, 0.0)) * max(0.0, min(y2, h) - max(y1, 0.0)) == 0
+                    if misses or bw < 1 or bh < 1 or float(a.get("area", bw * bh)) <= 0:
+                        dropped += 1
+                        continue
+                else:
+                    if w > 0 and h > 0:  # clip to the image
+                        x1, x2 = min(max(x1, 0.0), w), min(max(x2, 0.0), w)
+                        y1, y2 = min(max(y1, 0.0), h), min(max(y2, 0.0), h)
+                    if x2 - x1 <= 0 or y2 - y1 <= 0:
+                        dropped += 1
+                        continue
                 boxes.append([x1, y1, x2, y2])
                 labels.append(self.cat_to_label[a["category_id"]])
             if train and not boxes:
@@ -118,7 +124,8 @@ class CocoDetection(torch.utils.data.Dataset):
                                      torch.tensor(labels, dtype=torch.int64))
         self.dropped_boxes = dropped
         if dropped:
-            msg = f"{self.ann_file}: dropped {dropped} boxes with zero area (after clipping to the image)"
+            msg = (f"{self.ann_file}: dropped {dropped} boxes with zero area (after clipping to the image)" if not train
+                   else f"{self.ann_file}: dropped {dropped} boxes outside the image or under 1 px (as mmdet)")
             warnings.warn(msg, stacklevel=2)
             log.warning(msg)
         if not self.ids:
@@ -134,6 +141,10 @@ class CocoDetection(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def annotations(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(boxes (n, 4) float32 xyxy in image pixels, labels (n,) int64) of item ``index``."""
+        return self._targets[self.ids[index]]
 
     def image_path(self, index: int) -> Path:
         return self.img_dir / self.coco.imgs[self.ids[index]]["file_name"]

@@ -44,29 +44,41 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float = 0.0, head_lr
     groups: dict[tuple[bool, bool], list] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            key = ("head" in name, bool(no_decay_key) and no_decay_key in name)
-            groups.setdefault(key, []).append(p)
+            groups.setdefault(param_group_key(name, no_decay_key), []).append(p)
     out = []
     for (is_head, no_decay), params in sorted(groups.items()):
         g_lr = lr * (head_lr_mult if is_head else 1.0)
         out.append({"params": params, "lr": g_lr, "initial_lr": g_lr,
                     "weight_decay": weight_decay * no_decay_mult if no_decay else weight_decay,
-                    "name": ("heads" if is_head else "backbone") + ("_no_decay" if no_decay else "")})
+                    "name": param_group_name((is_head, no_decay))})
     return out
+
+
+def param_group_key(name: str, no_decay_key: str | None = None) -> tuple[bool, bool]:
+    """(lr x head_lr_mult?, weight decay x no_decay_mult?) of the parameter called ``name``: the substrings
+    "head" and ``no_decay_key`` in the NAME (mmcv ``custom_keys``), so an index-named BatchNorm keeps decay."""
+    return "head" in name, bool(no_decay_key) and no_decay_key in name
+
+
+def param_group_name(key: tuple[bool, bool]) -> str:
+    """The logged name of a group of :func:`param_groups` (``backbone``, ``heads``, ``*_no_decay``)."""
+    return ("heads" if key[0] else "backbone") + ("_no_decay" if key[1] else "")
 
 
 
 def build_optimizer(model: nn.Module, train_cfg, lr: float | None = None) -> torch.optim.Optimizer:
-    """The optimiser of ``train_cfg`` (a segmentation ``preset.train``) over :func:`param_groups` of ``model``, at
-    ``lr`` (default ``train_cfg.lr``). SGD runs PyTorch's fused kernel (one pass over parameters, gradients and
-    momentum buffers instead of three per tensor; on this project's CPU 0.33 s instead of 0.74 s for SETR-PUP's 97M
-    parameters) where the device has one: the same arithmetic, bit for bit against the per-tensor loop as
+    """The optimiser of ``train_cfg`` (a segmentation or detection ``preset.train``: ``optimizer``, ``lr``,
+    ``weight_decay``, ``head_lr_mult``, ``no_decay_key``, optional ``no_decay_mult`` (default 0), ``momentum`` /
+    ``betas``) over :func:`param_groups` of ``model``, at ``lr`` (default ``train_cfg.lr``). SGD runs PyTorch's
+    fused kernel (one pass over parameters, gradients and momentum buffers instead of three per tensor; on this
+    project's CPU 0.33 s instead of 0.74 s for SETR-PUP's 97M parameters) where the device has one: the same arithmetic, bit for bit against the per-tensor loop as
     measured (tests/engine/test_losses.py checks it)."""
     from ..errors import SetrError
 
     lr = train_cfg.lr if lr is None else lr
     groups = param_groups(model, lr, train_cfg.weight_decay, head_lr_mult=train_cfg.head_lr_mult,
-                          no_decay_key=train_cfg.no_decay_key)
+                          no_decay_key=train_cfg.no_decay_key,
+                          no_decay_mult=getattr(train_cfg, "no_decay_mult", 0.0))
     if train_cfg.optimizer == "sgd":
         kwargs = dict(lr=lr, momentum=train_cfg.momentum, weight_decay=train_cfg.weight_decay)
         try:

@@ -13,12 +13,21 @@ __all__ = ["check_case", "load_case", "OutputCheck"]  # what scripts/check_refer
 
 
 def check_case(case: Mapping[str, Any], device: str = "cpu", image_dir=None) -> list[OutputCheck]:
-    """Dispatch on the case's config: HLG cases name ``model`` (HLG / HLGUPHead), SETR cases a ``head_type``;
-    image-level (pipeline) and training cases are recognised by their own fields."""
+    """Dispatch on the case's config: RetinaNet-HLG cases name their ``kind`` (``retinanet_hlg_inference``,
+    ``retinanet_hlg_train_*``), HLG cases ``model`` (HLG / HLGUPHead), SETR cases a ``head_type``; image-level
+    (pipeline) and training cases are recognised by their own fields."""
     from .pipeline import check_pipeline_case, is_pipeline_case
     from .train import check_train_case, is_train_case
 
     cfg = case.get("config", {})
+    if str(cfg.get("kind", "")).startswith("retinanet_hlg_train"):
+        from .retinanet_train import check_retinanet_train_case
+
+        return check_retinanet_train_case(case, device, image_dir=image_dir)
+    if str(cfg.get("kind", "")).startswith("retinanet_hlg"):
+        from .retinanet import check_retinanet_case
+
+        return check_retinanet_case(case, device, image_dir=image_dir)
     if is_pipeline_case(case):
         return check_pipeline_case(case, device, image_dir=image_dir)
     if is_train_case(case):

@@ -21,7 +21,9 @@ class DetModelConfig:
     depths: tuple[int, ...] | None = None
     drop_path_rate: float = 0.1
     pretrained: str | None = None  # ImageNet HLG checkpoint for the backbone (load_hlg_state_dict)
-    fpn_channels: int = 256
+    fpn_channels: int = 256  # FPN out_channels (= the head's in_channels)
+    head_channels: int | None = None  # RetinaHead feat_channels (None: fpn_channels, as the released configs)
+    stacked_convs: int = 4  # RetinaHead conv3x3 + ReLU layers per branch
     octave_base_scale: float = 4.0
     scales_per_octave: int = 3
     anchor_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
@@ -31,7 +33,10 @@ class DetModelConfig:
     nms_thresh: float = 0.5
     detections_per_img: int = 100
     topk_candidates: int = 1000  # per level, before NMS (mmdet nms_pre)
-    train_min_sizes: tuple[int, ...] = TRAIN_SHORT_SIDES  # short side drawn per batch in training
+    # "mmcv": the original's batched_nms (class-offset boxes in float32, one NMS); "torchvision": torchvision's
+    # batched_nms (per class above 4000 boxes on the CPU: no offset rounding, so IoUs near the threshold can differ)
+    nms_impl: str = "mmcv"
+    train_min_sizes: tuple[int, ...] = TRAIN_SHORT_SIDES  # training scales (max_size, s): one drawn per IMAGE
     test_min_size: int = 800
     max_size: int = 1333
     size_divisible: int = 32
@@ -44,12 +49,20 @@ class DetTrainConfig:
     lr: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 1e-4
-    norm_decay_mult: float = 0.0  # mmcv custom key 'norm': parameters whose name contains "norm"
+    optimizer: str = "adamw"  # engine.common.build_optimizer
+    head_lr_mult: float = 1.0  # lr x this for parameters whose name contains "head" (the recipe: 1)
+    no_decay_key: str | None = "norm"  # mmcv custom_keys {'norm': decay_mult}: a substring of the parameter NAME
+    no_decay_mult: float = 0.0  # weight decay x this for those parameters
     milestones: tuple[int, ...] = (8, 11)  # epochs after which lr is multiplied by gamma
     gamma: float = 0.1
     warmup_iters: int = 500
     warmup_ratio: float = 0.001
-    flip_prob: float = 0.5
+    flip_prob: float = 0.5  # horizontal flip, drawn per image
+    shuffle: bool = True  # a new permutation of the training images each epoch (False: file order)
+    # the lr schedule's position at the first iteration, as mmcv's runner.iter / runner.epoch (continuing a run
+    # that had already done this many iterations / epochs; the golden training checks start at runner iteration 498)
+    schedule_iter_offset: int = 0
+    schedule_epoch_offset: int = 0
     grad_clip: float | None = None  # the reference does not clip
     workers: int = 2
     keep_checkpoints: int = 0  # 0 keeps every checkpoint

@@ -1,0 +1,106 @@
+"""``setr detect predict`` / ``detect test`` as a user types them, with an mmdet-format checkpoint: folders are
+searched recursively, two inputs never share an output, results.bbox.json lists every detection in COCO's
+results format, and the drawings are at the input's size."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from setr.cli import main
+from setr.detection.model import build_retinanet_hlg
+from setr.presets.detection import get_detection_preset
+
+TINY = "retinanet_hlg_tiny_test"
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def mmdet_checkpoint(tmp_path_factory):
+    """A tiny RetinaNet-HLG saved the way mmcv's save_checkpoint does (state_dict + meta with CLASSES), with
+    scores of 0.5 everywhere so that every image gets detections."""
+    p = get_detection_preset(TINY)
+    p.model.pretrained = None
+    torch.manual_seed(0)
+    model = build_retinanet_hlg(p.model, 2)
+    with torch.no_grad():
+        model.bbox_head.retina_cls.bias.zero_()
+    path = tmp_path_factory.mktemp("ckpt") / "retinanet_tiny.pth"
+    torch.save({"meta": {"mmdet_version": "2.26.0", "CLASSES": ("circle", "square"), "epoch": 1},
+                "state_dict": model.state_dict()}, path)
+    return path
+
+
+def test_predict_recurses_and_names_without_collisions(mmdet_checkpoint, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "in"
+    sizes = {"a/x.jpg": (64, 96), "b/x.jpg": (80, 48), "b/deeper/y.png": (50, 70)}
+    for rel, (h, w) in sizes.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / rel)
+    out = tmp_path / "out"
+    assert main(["detect", "predict", TINY, str(root), "-c", str(mmdet_checkpoint), "--out", str(out),
+                 "--score-thresh", "0.3", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "3 drawing(s) and results.bbox.json" in text
+    drawings = {p.name for p in out.glob("*_boxes.jpg")}
+    assert drawings == {"x_boxes.jpg", "b_x_boxes.jpg", "y_boxes.jpg"}  # b/x.jpg does not overwrite a/x.jpg
+    for name, rel in (("x_boxes.jpg", "a/x.jpg"), ("b_x_boxes.jpg", "b/x.jpg"), ("y_boxes.jpg", "b/deeper/y.png")):
+        with Image.open(out / name) as im:
+            assert im.size == sizes[rel][::-1] and im.mode == "RGB"
+    results = json.loads((out / "results.bbox.json").read_text())
+    by_file = {}
+    for r in results:
+        assert set(r) == {"image_id", "category_id", "bbox", "score", "file_name"}
+        assert r["category_id"] in (1, 2) and r["score"] > 0.05 and len(r["bbox"]) == 4
+        by_file.setdefault(r["file_name"], set()).add(r["image_id"])
+    assert set(by_file) == {str(root / rel) for rel in ("a/x.jpg", "b/deeper/y.png", "b/x.jpg")}
+    assert sorted(i for ids in by_file.values() for i in ids) == [0, 1, 2]
+    # the old spelling of the option still works, and the same image gives the same detections
+    assert main(["detect", "predict", TINY, str(root / "a" / "x.jpg"), "--checkpoint", str(mmdet_checkpoint),
+                 "--out", str(tmp_path / "again"), "--no-progress"]) == 0
+    again = json.loads((tmp_path / "again" / "results.bbox.json").read_text())
+    first = [dict(r, file_name=None) for r in results if r["file_name"].endswith("a/x.jpg")]
+    assert [dict(r, file_name=None) for r in again] == first
+
+
+def test_detect_test_with_an_mmdet_checkpoint(mmdet_checkpoint, tmp_path, capsys):
+    pytest.importorskip("pycocotools")
+    from setr.detection.synthetic import write_coco
+
+    root = write_coco(tmp_path / "coco", n_train=2, n_val=3, size=96, num_classes=2, seed=0)
+    res = tmp_path / "res.json"
+    assert main(["detect", "test", TINY, str(mmdet_checkpoint), "--data-root", str(root), "--json", str(res),
+                 "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "AP50" in text and "precision fp32, batch 1" in text
+    results = json.loads(res.read_text())
+    assert results and {r["category_id"] for r in results} <= {1, 3}  # the dataset's COCO ids
+    # a checkpoint for another class count is named in one line
+    p = get_detection_preset(TINY)
+    p.model.pretrained = None
+    bad = tmp_path / "three.pth"
+    torch.save({"state_dict": build_retinanet_hlg(p.model, 3).state_dict()}, bad)
+    assert main(["detect", "test", TINY, str(bad), "--data-root", str(root), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "three.pth: checkpoint has 3 classes" in err and len(err.strip().splitlines()) == 1
+
+
+def test_convert_weights_of_an_mmdet_checkpoint(mmdet_checkpoint, tmp_path, capsys):
+    from setr import Detector
+
+    assert main(["convert-weights", str(mmdet_checkpoint), "--preset", TINY, "--out", str(tmp_path / "f"),
+                 "--verify-size", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "mmdet 2.26.0 checkpoint" in out and "max abs difference 0" in out
+    det = Detector.from_pretrained(tmp_path / "f")
+    assert det.categories == [{"id": 1, "name": "circle"}, {"id": 2, "name": "square"}]
+    image = np.random.default_rng(1).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    want = Detector.from_checkpoint(mmdet_checkpoint, TINY).predict(image)
+    got = det.predict(image)
+    assert len(got) > 0 and torch.equal(got.boxes, want.boxes) and torch.equal(got.labels, want.labels)
+    assert main(["convert-weights", str(mmdet_checkpoint), "--out", str(tmp_path / "g")]) == 1
+    assert "name its detection preset with --preset" in capsys.readouterr().err
