@@ -50,14 +50,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise SetrError("--random-weights and --checkpoint: choose one")
     from ..batch_predict import format_summary, local_device, predict_files
 
-    if args.checkpoint is not None:
-        mismatch = preset_mismatch(args.checkpoint, args.preset, args.set)
-        if mismatch:
-            print(mismatch, file=sys.stderr)
     seg = Segmenter.from_preset(args.preset, args.checkpoint, overrides=args.set, device=local_device(args.device),
                                 mode=args.mode, aug=True if args.aug else None, window_batch=args.window_batch,
                                 precision=args.precision, compile=args.compile, flip_directions=args.flip_directions)
     seg.progress = not args.no_progress  # a bar over the windows of very large images
+    mismatch = preset_mismatch(args.checkpoint, args.preset, args.set) if args.checkpoint is not None else None
+    if mismatch:  # once the checkpoint has loaded (a file refused is its one line alone)
+        print(mismatch, file=sys.stderr)
     if args.random_weights:
         print("warning: --random-weights: predicting with an untrained network (the label maps mean nothing)",
               file=sys.stderr)
