@@ -209,8 +209,8 @@ def test_a_second_ctrl_c_still_saves_the_last_whole_iteration(roots, tmp_path):
     assert f"stopped at once at iteration 3 (second signal): saved iteration 3 in {tmp_path / 'a' / 'iter_3.pth'}" in err
     assert newest(tmp_path / "a") == (3, "iter_3.pth") and not (tmp_path / "a" / "train.lock").exists()
     # the first during the step, the second during the (long) evaluation that follows: iteration 3 is saved
-    proc = worker({**spec, "work": str(tmp_path / "b"), "sets": [*spec["sets"], "train.eval_interval=3"]},
-                  {"SIGNALS": "step3:INT;eval:INT"})
+    proc = worker({**spec, "work": str(tmp_path / "b"), "validate": True,
+                   "sets": [*spec["sets"], "train.eval_interval=3"]}, {"SIGNALS": "step3:INT;eval:INT"})
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
     assert "setr: Ctrl-C again: stopping now, saving iteration 3, the last whole one" in err
@@ -218,17 +218,22 @@ def test_a_second_ctrl_c_still_saves_the_last_whole_iteration(roots, tmp_path):
 
 
 def test_sigterm_forwarded_by_timeout_saves_also_when_sent_twice(roots, tmp_path):
-    """``timeout 600 setr train ...`` (or make) forwards SIGTERM: the run saves and exits 0, also on a second one."""
-    spec = {"task": "seg", "root": str(roots["seg"]), "work": str(tmp_path), "cli": True,
-            "sets": ["train.checkpoint_interval=0"]}
-    proc = subprocess.Popen(["timeout", "600", sys.executable, WORKER, json.dumps(spec)],
-                            env={**ENV, "SIGNALS": "step3:TERM,TERM", "SIGNAL_TO": "parent"},
+    """``timeout 600 setr train ...`` forwards its SIGTERM (to the command and to its process group: it can arrive
+    twice, as with make): the run saves the last whole iteration and exits 0 either way."""
+    spec = {"task": "seg", "root": str(roots["seg"]), "cli": True, "sets": ["train.checkpoint_interval=0"]}
+    proc = subprocess.Popen(["timeout", "600", sys.executable, WORKER, json.dumps({**spec, "work": str(tmp_path / "a")})],
+                            env={**ENV, "SIGNALS": "step3:TERM", "SIGNAL_TO": "parent"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
     assert "setr: SIGTERM: finishing iteration 3, then saving it and stopping" in err
+    assert newest(tmp_path / "a") == (3, "iter_3.pth") and not (tmp_path / "a" / "train.lock").exists()
+    # two SIGTERMs for certain (both during the optimizer step of iteration 3)
+    proc = worker({**spec, "work": str(tmp_path / "b")}, {"SIGNALS": "step3:TERM,TERM"})
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
     assert "setr: SIGTERM again: stopping after the optimizer step of iteration 3, then saving it" in err
-    assert newest(tmp_path) == (3, "iter_3.pth") and not (tmp_path / "train.lock").exists()
+    assert newest(tmp_path / "b") == (3, "iter_3.pth") and not (tmp_path / "b" / "train.lock").exists()
 
 
 def test_three_ctrl_c_quit_without_saving(roots, tmp_path, monkeypatch):

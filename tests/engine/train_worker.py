@@ -67,12 +67,12 @@ def seg_preset(sets=()):
     return p
 
 
-def seg_cli(root, work, resume=None, sets=()) -> int:
+def seg_cli(root, work, resume=None, sets=(), validate=False) -> int:
     """``setr train`` as typed (torchrun: ``-m setr train``), with the test sizes."""
     from setr.cli import main
 
-    args = ["train", SEG_PRESET, "--data-root", str(root), "--work-dir", str(work), "--no-progress", "--no-validate",
-            "--device", "cpu"]
+    args = ["train", SEG_PRESET, "--data-root", str(root), "--work-dir", str(work), "--no-progress",
+            *([] if validate else ["--no-validate"]), "--device", "cpu"]
     if resume:
         args += ["--resume"] + ([] if resume is True else [str(resume)])
     return main(args + ["--set", *seg_sets(sets)])
@@ -229,7 +229,8 @@ def main() -> int:
     from setr.errors import SetrError
 
     if spec.get("cli"):
-        return seg_cli(spec["root"], spec["work"], resume=spec.get("resume"), sets=spec.get("sets", ()))
+        return seg_cli(spec["root"], spec["work"], resume=spec.get("resume"), sets=spec.get("sets", ()),
+                       validate=spec.get("validate", False))
     try:
         run(spec["task"], spec["root"], spec["work"], resume=spec.get("resume"), sets=spec.get("sets", ()),
             overwrite=spec.get("overwrite", False))
