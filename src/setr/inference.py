@@ -272,9 +272,10 @@ class Segmenter:
 
     def predict_files(self, inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
                       progress: bool = True) -> list[Path]:
-        """For each image: ``out_dir/<stem>.png`` (class ids) and ``out_dir/<stem>_overlay.jpg``; an image whose
-        stem is taken already gets its folder's name as a prefix. One process, images read in order (the
-        ``setr predict`` command shards and batches the same way with :mod:`setr.batch_predict`)."""
+        """For each image: ``out_dir/<name>.png`` (class ids) and ``out_dir/<name>_overlay.jpg``, named by
+        :func:`setr.batch_predict.output_stems` (the stem; ``<stem>_<ext>`` or ``<folder>_<stem>`` where inputs
+        share a stem); returns the label maps in input order. One process (the ``setr predict`` command shards
+        and batches the same way with :mod:`setr.batch_predict`)."""
         from .batch_predict import predict_files
 
         return predict_files(self, inputs, out_dir, workers=0, progress=progress, distributed=False)["written"]
