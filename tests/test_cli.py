@@ -103,7 +103,7 @@ def test_segmenter_api_tiny(tmp_path):
         (tmp_path / d).mkdir()
         write_image(tmp_path / d / "same.png", 30, 40)
     written = seg.predict_files([tmp_path / "a", tmp_path / "b"], tmp_path / "out", progress=False)
-    assert [p.name for p in written] == ["same.png", "b_same.png"]
+    assert [p.name for p in written] == ["a_same.png", "b_same.png"]  # a shared stem: both get their folder
 
 
 def test_predict_end_to_end_real_vit_b_original_checkpoint(tmp_path):

@@ -167,6 +167,60 @@ def test_bad_label_map_is_found_before_the_first_iteration(data, tmp_path, capsy
     assert seen == [bad]
 
 
+def test_bad_label_in_the_validation_split_is_found_before_training_and_a_resume_evaluates(data, tmp_path, capsys,
+                                                                                             monkeypatch):
+    root = copy_data(data, tmp_path / "data")
+    bad = root / "masks" / "val" / "val_0001.png"
+    labels = np.array(Image.open(bad))
+    labels[0, 0] = 7
+    Image.fromarray(labels).save(bad)
+    work = tmp_path / "w"
+    argv = [a for a in train_argv(root, work, sets=["train.eval_interval=1"]) if a != "--no-validate"]
+    line = failed(argv, capsys)
+    assert line == (f"setr train: error: {bad}: label values 7 are outside the 5 classes (0..4, 255 = ignore)")
+    assert not list(work.glob("*.pth"))
+    labels[0, 0] = 1
+    Image.fromarray(labels).save(bad)
+    # the final evaluation fails once (a file changed under the run): the iteration is kept, and a resume with the
+    # fixed data evaluates and writes what an uninterrupted run writes
+    from setr.engine.trainer import SegmentationTask
+    from setr.errors import SetrError
+
+    real_evaluate = SegmentationTask.evaluate
+
+    def broken_once(self, it):
+        monkeypatch.setattr(SegmentationTask, "evaluate", real_evaluate)
+        raise SetrError(f"{bad}: not a readable label map (OSError)")
+
+    monkeypatch.setattr(SegmentationTask, "evaluate", broken_once)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"SetrError at iteration 1: saved the last whole iteration in {work / 'iter_1.pth'}" in err
+    assert not (work / "metrics.json").exists()
+    assert main([*argv, "--resume"]) == 0
+    assert "mIoU" in capsys.readouterr().out
+    assert json.loads((work / "metrics.json").read_text())["iteration"] == 1
+    assert (work / "best.safetensors").is_file() and (work / "final.safetensors").is_file()
+
+
+def test_learning_rates_out_of_range_and_train_settings_for_test_are_one_line(data, ckpt, tmp_path, capsys):
+    line = failed(train_argv(data, tmp_path / "w", sets=["train.lr=-1"]), capsys)
+    assert line == "setr train: error: --set train.lr=-1.0: must be > 0"
+    line = failed(train_argv(data, tmp_path / "w", sets=["train.weight_decay=-0.1"]), capsys)
+    assert line == "setr train: error: --set train.weight_decay=-0.1: must be >= 0"
+    line = failed(["test", DEMO, str(ckpt), "--data-root", str(data), "--no-progress", "--set", "train.lr=5"], capsys)
+    assert line == ("setr test: error: --set train.lr=5: train.* settings have no meaning for setr test (model.*, "
+                    "test.* and data.* apply)")
+
+
+def test_export_never_writes_over_the_checkpoint(ckpt, capsys):
+    before = ckpt.read_bytes()
+    line = failed(["export", DEMO, "-c", str(ckpt), "--onnx", str(ckpt)], capsys)
+    assert line == (f"setr export: error: --onnx {ckpt}: is the input file {ckpt}; outputs would replace the "
+                    "inputs: choose another --onnx")
+    assert ckpt.read_bytes() == before
+
+
 @pytest.mark.parametrize("damage,message", [
     ("truncated_image", "train_0001.png: not a readable image"),
     ("mask_size", "train_0001.png: label map is 32x32, its image train_0001.png is 64x64"),

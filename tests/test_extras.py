@@ -88,7 +88,7 @@ from setr.cli import main
 from setr import Segmenter
 assert main(['presets']) == 0
 assert main(['predict', 'setr_demo_pup_tiny_64x64_shapes', r'{img}', '--out', r'{tmp_path / 'out'}',
-             '--no-progress', '--workers', '0']) == 0
+             '--no-progress', '--workers', '0', '--random-weights']) == 0
 Segmenter.from_preset('setr_demo_pup_tiny_64x64_shapes').save_pretrained(r'{tmp_path / 'folder'}')
 Segmenter.from_pretrained(r'{tmp_path / 'folder'}')
 assert not [m for m in sys.modules if m.split('.')[0] in ({blocked})]

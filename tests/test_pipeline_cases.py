@@ -131,10 +131,10 @@ def test_a_much_larger_image_than_the_test_scale_warns(tmp_path, capsys):
     Image.fromarray(np.full((640, 700, 3), 90, np.uint8)).save(tmp_path / "big.png")
     Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(tmp_path / "small.png")
     code = main(["predict", "setr_demo_pup_tiny_64x64_shapes", str(tmp_path / "small.png"), "--out",
-                 str(tmp_path / "o1"), "--no-progress"])
+                 str(tmp_path / "o1"), "--no-progress", "--random-weights"])
     assert code == 0 and "much larger" not in capsys.readouterr().err
     code = main(["predict", "setr_demo_pup_tiny_64x64_shapes", str(tmp_path / "big.png"), "--out",
-                 str(tmp_path / "o2"), "--no-progress"])
+                 str(tmp_path / "o2"), "--no-progress", "--random-weights"])
     err = capsys.readouterr().err
     assert code == 0 and "image 700x640 is much larger than this preset expects" in err and "--mode slide" in err
 

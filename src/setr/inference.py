@@ -230,7 +230,18 @@ class Segmenter:
         return self.segment(image).probs
 
     def predict(self, image: np.ndarray | str | os.PathLike | Image.Image) -> np.ndarray:
-        """(H, W) uint8/int label map (class ids) at the image's own size."""
+        """(H, W) uint8/int label map (class ids) at the image's own size.
+
+        ``image`` is a file path, a PIL image (converted to RGB), or an (H, W, 3) RGB array:
+
+        * ``uint8``: values 0..255, as read by :func:`setr.read_image` (the pipeline's own input);
+        * other integer types: values must lie in 0..255 (larger ones, e.g. 16-bit samples, are refused: scale
+          them first);
+        * floating point: an image whose values all lie in 0..1 (``skimage`` / ``torchvision`` style) is scaled
+          by 255; values up to 255 are taken as 0..255 (rounded); negative values, values above 255, NaN or
+          infinity are refused in one line.
+
+        The same holds for :meth:`segment`, :meth:`segment_batch`, :meth:`predict_probs` and :meth:`overlay`."""
         return self.segment(image).labels
 
     def overlay(self, image: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -245,13 +256,26 @@ class Segmenter:
         arr = np.asarray(image)
         if arr.ndim != 3 or arr.shape[2] != 3:
             raise SetrError(f"expected an (H, W, 3) RGB image, got shape {arr.shape}")
-        return arr.astype(np.uint8)
+        if arr.dtype == np.uint8:
+            return arr
+        if arr.dtype.kind not in "uif" or arr.size == 0:
+            raise SetrError(f"expected an (H, W, 3) RGB image of uint8 (0..255) or float (0..1) values, got {arr.dtype}")
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise SetrError(f"image of {arr.dtype} holds NaN or infinite values")
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < 0 or hi > 255:
+            raise SetrError(f"image of {arr.dtype} has values {lo:g}..{hi:g}: expected 0..1 (float) or 0..255 "
+                            "(scale it to one of these first)")
+        if arr.dtype.kind == "f" and hi <= 1.0:  # 0..1 floats: the usual convention outside OpenCV
+            arr = arr * 255.0
+        return np.rint(arr).astype(np.uint8) if arr.dtype.kind == "f" else arr.astype(np.uint8)
 
     def predict_files(self, inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
                       progress: bool = True) -> list[Path]:
-        """For each image: ``out_dir/<stem>.png`` (class ids) and ``out_dir/<stem>_overlay.jpg``; an image whose
-        stem is taken already gets its folder's name as a prefix. One process, images read in order (the
-        ``setr predict`` command shards and batches the same way with :mod:`setr.batch_predict`)."""
+        """For each image: ``out_dir/<name>.png`` (class ids) and ``out_dir/<name>_overlay.jpg``, named by
+        :func:`setr.batch_predict.output_stems` (the stem; ``<stem>_<ext>`` or ``<folder>_<stem>`` where inputs
+        share a stem); returns the label maps in input order. One process (the ``setr predict`` command shards
+        and batches the same way with :mod:`setr.batch_predict`)."""
         from .batch_predict import predict_files
 
         return predict_files(self, inputs, out_dir, workers=0, progress=progress, distributed=False)["written"]

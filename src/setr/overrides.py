@@ -99,6 +99,22 @@ def apply_model_overrides(cfg: Any, assignments: Sequence[str] = ()) -> Any:
     return apply_overrides(_ModelOnly(cfg), assignments).model
 
 
+# settings whose values have a range (checked when set, so a bad one is one line, not a traceback from torch)
+POSITIVE = {"train.lr", "train.head_lr_mult", "lr", "base_lr"}
+NON_NEGATIVE = {"train.momentum", "train.weight_decay", "train.min_lr", "train.warmup_iters", "train.warmup_ratio",
+                "train.poly_power", "weight_decay", "min_lr", "warmup_lr"}
+
+
+def check_range(key: str, value: Any) -> None:
+    """A one-line :class:`SetrError` when ``value`` is out of range for ``key`` (see POSITIVE, NON_NEGATIVE)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    if key in POSITIVE and not value > 0:
+        raise SetrError(f"--set {key}={value}: must be > 0")
+    if key in NON_NEGATIVE and not value >= 0:
+        raise SetrError(f"--set {key}={value}: must be >= 0")
+
+
 def apply_overrides(obj: Any, assignments: Sequence[str]) -> Any:
     """Apply ``key=value`` assignments in place (and return ``obj``)."""
     for item in assignments:
@@ -127,7 +143,9 @@ def apply_overrides(obj: Any, assignments: Sequence[str]) -> Any:
                 raise SetrError(f"--set {key}: unknown key {part!r} in {where} (known: {', '.join(names)})")
             if last:
                 hints = get_type_hints(type(target))
-                setattr(target, part, coerce_value(_parse(raw), hints[part], key))
+                value = coerce_value(_parse(raw), hints[part], key)
+                check_range(".".join(parts), value)
+                setattr(target, part, value)
             else:
                 target = getattr(target, part)
     return obj

@@ -1,5 +1,9 @@
 """HLG ImageNet-style classification: timm integration, the published table, training, resume, DDP, errors."""
 import json
+import os
+import shutil
+import subprocess
+import sys
 
 import pytest
 import timm
@@ -108,3 +112,16 @@ def test_bad_inputs(folder, tmp_path, capsys):
         train_classifier("hlg_tiny", broken, tmp_path / "w", recipe, model_kwargs=TINY, progress=False)
     assert main(["classify", "train", "hlg_tiny", "--data-root", str(folder), "--set", "learning_rate=1"]) == 1
     assert "unknown key 'learning_rate'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not shutil.which("taskset"), reason="needs taskset (util-linux) to give the run one CPU")
+def test_pytorch_worker_warning_is_printed_once(tmp_path):
+    """On one CPU with 2 workers PyTorch warns when each loader is made and again when it is iterated: once here."""
+    folder = write_image_folder(tmp_path / "f", num_classes=2, n_train=4, n_val=2, size=32)
+    sets = ["img_size=32", "workers=2", "auto_augment=", "reprob=0.0", "mixup=0.0", "cutmix=0.0", "batch_size=4"]
+    r = subprocess.run(["taskset", "-c", "0", sys.executable, "-m", "setr", "classify", "train", "hlg_tiny",
+                        "--data-root", str(folder), "--work-dir", str(tmp_path / "w"), "--epochs", "1",
+                        "--no-progress", "--set", *sets], capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stderr.count("This DataLoader will create 2 worker processes in total") == 1, r.stderr[-3000:]

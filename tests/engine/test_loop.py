@@ -196,6 +196,67 @@ def test_signal_saves_a_whole_iteration_and_resumes_exactly(task, roots, referen
     signal.signal(sig, before)
 
 
+def test_a_second_ctrl_c_still_saves_the_last_whole_iteration(roots, tmp_path):
+    """People press Ctrl-C again; the second one stops sooner but never loses the last whole iteration."""
+    spec = {"task": "seg", "root": str(roots["seg"]), "cli": True, "sets": ["train.checkpoint_interval=0"]}
+    # both inside the optimizer step of iteration 3: the step completes, iteration 3 is saved at once
+    proc = worker({**spec, "work": str(tmp_path / "a")}, {"SIGNALS": "step3:INT,INT"})
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert ("setr: Ctrl-C: finishing iteration 3, then saving it and stopping; Ctrl-C again to stop sooner (the "
+            "last whole iteration is still saved), three times to quit without saving") in err
+    assert "setr: Ctrl-C again: stopping after the optimizer step of iteration 3, then saving it" in err
+    assert f"stopped at once at iteration 3 (second signal): saved iteration 3 in {tmp_path / 'a' / 'iter_3.pth'}" in err
+    assert newest(tmp_path / "a") == (3, "iter_3.pth") and not (tmp_path / "a" / "train.lock").exists()
+    # the first during the step, the second during the (long) evaluation that follows: iteration 3 is saved
+    proc = worker({**spec, "work": str(tmp_path / "b"), "validate": True,
+                   "sets": [*spec["sets"], "train.eval_interval=3"]}, {"SIGNALS": "step3:INT;eval:INT"})
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert "setr: Ctrl-C again: stopping now, saving iteration 3, the last whole one" in err
+    assert "saved iteration 3 in" in err and newest(tmp_path / "b") == (3, "iter_3.pth")
+
+
+def test_sigterm_forwarded_by_timeout_saves_also_when_sent_twice(roots, tmp_path):
+    """``timeout 600 setr train ...`` forwards its SIGTERM (to the command and to its process group: it can arrive
+    twice, as with make): the run saves the last whole iteration and exits 0 either way."""
+    spec = {"task": "seg", "root": str(roots["seg"]), "cli": True, "sets": ["train.checkpoint_interval=0"]}
+    proc = subprocess.Popen(["timeout", "600", sys.executable, WORKER, json.dumps({**spec, "work": str(tmp_path / "a")})],
+                            env={**ENV, "SIGNALS": "step3:TERM", "SIGNAL_TO": "parent"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert "setr: SIGTERM: finishing iteration 3, then saving it and stopping" in err
+    assert newest(tmp_path / "a") == (3, "iter_3.pth") and not (tmp_path / "a" / "train.lock").exists()
+    # two SIGTERMs for certain (both during the optimizer step of iteration 3)
+    proc = worker({**spec, "work": str(tmp_path / "b")}, {"SIGNALS": "step3:TERM,TERM"})
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert "setr: SIGTERM again: stopping after the optimizer step of iteration 3, then saving it" in err
+    assert newest(tmp_path / "b") == (3, "iter_3.pth") and not (tmp_path / "b" / "train.lock").exists()
+
+
+def test_three_ctrl_c_quit_without_saving(roots, tmp_path, monkeypatch):
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    real_step, calls = loop_module.optimizer_step, []
+
+    def step_then_three_signals(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            for _ in range(3):
+                signal.raise_signal(signal.SIGINT)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(loop_module, "optimizer_step", step_then_three_signals)
+    try:
+        with pytest.raises(KeyboardInterrupt) as stopped:
+            W.run("seg", roots["seg"], tmp_path, sets=["train.checkpoint_interval=0"])
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert not getattr(stopped.value, "checkpointed", False)  # the command line exits 130
+    assert newest(tmp_path) == (0, "") and not (tmp_path / "train.lock").exists()
+
+
 @pytest.mark.parametrize("task", W.TASKS)
 def test_an_exception_saves_the_last_whole_iteration(task, roots, reference, tmp_path, monkeypatch):
     cls = W.task_class(task)

@@ -8,6 +8,9 @@ Test hooks, by environment variable (this file only; the package has none):
   temporary file, then sleeps (the test kills the process there);
 * ``NAN_AT=3:1``: rank 1's loss of iteration 3 (0-based) is NaN;
 * ``SIGTERM_AT=3:1``: rank 1 gets SIGTERM during its 3rd optimiser step.
+* ``SIGNALS=step3:INT,TERM;eval:INT``: real signals sent during the 3rd optimiser step, then during the first
+  evaluation (each followed by a short sleep, so the handler runs there); ``SIGNAL_TO=parent`` sends them to the
+  parent process instead (``timeout`` forwards them to this one as it would its own).
 """
 from __future__ import annotations
 
@@ -64,12 +67,12 @@ def seg_preset(sets=()):
     return p
 
 
-def seg_cli(root, work, resume=None, sets=()) -> int:
+def seg_cli(root, work, resume=None, sets=(), validate=False) -> int:
     """``setr train`` as typed (torchrun: ``-m setr train``), with the test sizes."""
     from setr.cli import main
 
-    args = ["train", SEG_PRESET, "--data-root", str(root), "--work-dir", str(work), "--no-progress", "--no-validate",
-            "--device", "cpu"]
+    args = ["train", SEG_PRESET, "--data-root", str(root), "--work-dir", str(work), "--no-progress",
+            *([] if validate else ["--no-validate"]), "--device", "cpu"]
     if resume:
         args += ["--resume"] + ([] if resume is True else [str(resume)])
     return main(args + ["--set", *seg_sets(sets)])
@@ -170,6 +173,37 @@ def _install_hooks() -> None:
             return real_step(*args, **kwargs)
 
         loop_module.optimizer_step = step_then_signal
+    signals = os.environ.get("SIGNALS")
+    if signals:
+        import signal
+
+        import setr.engine.loop as loop_module
+
+        plan = dict(part.split(":") for part in signals.split(";"))
+        target = os.getppid() if os.environ.get("SIGNAL_TO") == "parent" else os.getpid()
+
+        def send(point):
+            for name in plan.pop(point, "").split(","):
+                if name:
+                    os.kill(target, getattr(signal, f"SIG{name}"))
+                    time.sleep(1.0)  # the handler runs here (a forwarded signal arrives a moment later)
+
+        real_step2, steps2 = loop_module.optimizer_step, []
+
+        def step_with_signals(*args, **kwargs):
+            steps2.append(1)
+            send(f"step{len(steps2)}")
+            return real_step2(*args, **kwargs)
+
+        loop_module.optimizer_step = step_with_signals
+        seg_cls = task_class("seg")
+        real_evaluate = seg_cls.evaluate
+
+        def evaluate(self, it):
+            send("eval")
+            return real_evaluate(self, it)
+
+        seg_cls.evaluate = evaluate
     nan_at = os.environ.get("NAN_AT")
     if nan_at:
         at, rank = (int(v) for v in nan_at.split(":"))
@@ -195,7 +229,8 @@ def main() -> int:
     from setr.errors import SetrError
 
     if spec.get("cli"):
-        return seg_cli(spec["root"], spec["work"], resume=spec.get("resume"), sets=spec.get("sets", ()))
+        return seg_cli(spec["root"], spec["work"], resume=spec.get("resume"), sets=spec.get("sets", ()),
+                       validate=spec.get("validate", False))
     try:
         run(spec["task"], spec["root"], spec["work"], resume=spec.get("resume"), sets=spec.get("sets", ()),
             overwrite=spec.get("overwrite", False))

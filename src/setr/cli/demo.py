@@ -16,7 +16,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="train and evaluate a small SETR on generated data (CPU, minutes)")
+    p = sub.add_parser("demo", help="train and evaluate a small SETR on generated data (CPU, about a minute; "
+                                    "torch threads: OMP_NUM_THREADS, else the free physical cores)")
     p.add_argument("--work-dir", default="work_dirs/demo")
     p.add_argument("--iters", type=argtypes.positive_int)
     p.add_argument("--no-progress", action="store_true")

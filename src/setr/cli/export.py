@@ -19,6 +19,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     preset = preset_from_args(args)
     validate_model_config(preset.model)
+    if args.checkpoint:
+        from ..io.paths import check_outputs_apart
+
+        check_outputs_apart(args.onnx, [args.checkpoint], "--onnx")  # never written over the weights it reads
     ensure_writable_file(args.onnx, "--onnx")
     if args.checkpoint:
         stored = read_config(args.checkpoint)

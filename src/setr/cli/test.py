@@ -39,6 +39,10 @@ def cmd_test(args: argparse.Namespace) -> int:
     from ..io.atomic import atomic_write_text
     from ..outputs import ensure_writable_dir, ensure_writable_file
 
+    useless = [a for a in args.set if a.strip().startswith("train.")]
+    if useless:  # never ignored silently: a test does not train
+        raise SetrError(f"--set {useless[0]}: train.* settings have no meaning for setr test (model.*, test.* and "
+                        "data.* apply)")
     preset = preset_from_args(args)
     if args.format_only and not args.out:
         raise SetrError("--format-only needs --out DIR for the prediction files")

@@ -11,8 +11,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..config import validate_model_config
-    from ..data.check import check_dataset
-    from ..data.datasets import build_dataset
+    from ..data.check import check_training_data
     from ..engine.trainer import train
     from ..outputs import ensure_writable_dir
 
@@ -23,9 +22,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     resume = True if args.resume == "latest" else args.resume
     work_dir = Path(args.work_dir) if args.work_dir else default_work_dir(preset.name, resume)
     ensure_writable_dir(work_dir, "--work-dir")
-    # every image and label map readable, sizes matching, labels in range: checked once (cached), before any work
-    check_dataset(build_dataset(preset.data.dataset, args.data_root, "train", preset.model.num_classes), work_dir,
-                  progress=not args.no_progress and int(__import__("os").environ.get("RANK", "0")) == 0)
+    # every image and label map readable, sizes matching, labels in range: checked once (cached), before any work;
+    # the validation split too, unless --no-validate
+    check_training_data(preset.data.dataset, args.data_root, preset.model.num_classes, work_dir,
+                        progress=not args.no_progress and int(__import__("os").environ.get("RANK", "0")) == 0,
+                        validate=not args.no_validate)
     result = train(preset, args.data_root, work_dir, resume=resume, load_from=args.load_from,
                    pretrained=args.pretrained, amp=args.amp, device=args.device, seed=args.seed,
                    progress=not args.no_progress, validate=not args.no_validate,

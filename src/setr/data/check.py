@@ -1,5 +1,6 @@
-"""Check a training set once, before the first iteration: every image readable, every label map readable,
-single-channel, of its image's size, with values in the class range or 255 (ignore).
+"""Check a training set (and the validation split evaluated during training) once, before the first iteration:
+every image readable, every label map readable, single-channel, of its image's size, with values in the class
+range or 255 (ignore).
 
 A bad file costs one line naming it before any training, instead of a crash when the sampler draws it hours
 later. The files are read in parallel (threads: PIL decodes outside the GIL) with a progress bar, and the
@@ -131,7 +132,8 @@ def check_samples(samples: Sequence, num_classes: int, reduce_zero_label: bool =
     bad_keys = {todo[i][0] for i in problems}
     passed = {key: stamp for key, stamp in stamps.items() if stamp[0] is not None and key not in bad_keys}
     if cache_path is not None and todo:
-        _write_cache(cache_path, fingerprint, {**{k: v for k, v in known.items() if k in stamps}, **passed})
+        # entries of other splits (the training set and its validation split share the file) stay
+        _write_cache(cache_path, fingerprint, {**{k: v for k, v in known.items() if k not in bad_keys}, **passed})
     if problems:
         first = problems[min(problems)]
         more = len(problems) - 1
@@ -139,9 +141,27 @@ def check_samples(samples: Sequence, num_classes: int, reduce_zero_label: bool =
     return {"checked": len(todo), "cached": len(samples) - len(todo)}
 
 
-def check_dataset(dataset, cache_dir: str | os.PathLike | None = None, progress: bool = True) -> dict:
+def check_dataset(dataset, cache_dir: str | os.PathLike | None = None, progress: bool = True,
+                  what: str = "training set") -> dict:
     """``check_samples`` for a ``SegmentationDataset`` (its samples, class count and label convention); the
     cache goes to ``cache_dir/data_check.json``."""
     cache = Path(cache_dir) / CACHE_NAME if cache_dir is not None else None
     return check_samples(dataset.samples, dataset.num_classes, getattr(dataset, "reduce_zero_label", False),
-                         cache=cache, progress=progress)
+                         cache=cache, progress=progress, what=what)
+
+
+def check_training_data(name: str, root: str | os.PathLike, num_classes: int, cache_dir: str | os.PathLike | None,
+                        progress: bool = True, validate: bool = True) -> dict:
+    """The training split, and with ``validate`` the validation split that training evaluates (when the dataset
+    has one), checked before the first iteration: a bad label in the validation split is one line naming the
+    file now, not a crash at the first evaluation. Returns ``{"train": ..., "val": ...}`` (``check_samples``)."""
+    from .datasets import build_dataset
+
+    out = {"train": check_dataset(build_dataset(name, root, "train", num_classes), cache_dir, progress)}
+    if validate:
+        try:
+            val = build_dataset(name, root, "val", num_classes)
+        except SetrError:
+            return out  # no validation split: training runs without evaluation (and says so)
+        out["val"] = check_dataset(val, cache_dir, progress, what="validation split")
+    return out

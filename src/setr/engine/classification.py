@@ -118,6 +118,7 @@ class ClassificationTask(TrainTask):
 
     def build(self, info: DistInfo, log, amp) -> None:
         import random
+        import warnings
 
         import numpy as np
         import timm
@@ -126,6 +127,10 @@ class ClassificationTask(TrainTask):
         from timm.optim import create_optimizer_v2
         from timm.scheduler import CosineLRScheduler
         from timm.utils import ModelEmaV3
+
+        # PyTorch warns when a DataLoader is made and again when it is iterated (two source lines, so the default
+        # filter shows both), for the training and validation loaders alike: once is enough
+        warnings.filterwarnings("once", message=r"This DataLoader will create \d+ worker processes", category=UserWarning)
 
         r, root = self.r, self.root
         self.info, self.log, self.amp = info, log, amp

@@ -4,15 +4,17 @@ The loop owns what every task needs; a task (:class:`TrainTask`) plugs in its da
 evaluation:
 
 * process-group setup under torchrun (:func:`init_distributed`), device, autocast and the fp16 GradScaler;
-* the work dir: one run at a time (``train.lock`` with the holder's pid and host; a stale lock of a dead process
-  is taken over with a warning), stale temporary files of interrupted checkpoint writes removed at the start, a
-  new run refused where another run's checkpoints lie (``--resume`` / another ``--work-dir`` / ``overwrite``);
+* the work dir (:mod:`.workdir`): one run at a time (``train.lock`` with the holder's pid and host; a stale lock
+  of a dead process is taken over with a warning), stale temporary files of interrupted checkpoint writes removed
+  at the start, a new run refused where another run's checkpoints lie (``--resume`` / another ``--work-dir`` /
+  ``overwrite``);
 * ``resume``: the newest checkpoint (``True``) or a path, only of the same task, preset and resolved
   configuration (run-length and bookkeeping keys excepted); ``True`` with no checkpoint yet starts at 0;
 * checkpoints written atomically with every rank's RNG state: every ``checkpoint_interval`` iterations, at the
-  end of each epoch (``epoch_N.pth``) for epoch-based tasks, at the end, on SIGINT / SIGTERM (every rank stops
-  together after the iteration in flight, exit with a resume hint) and when an exception leaves the loop (the
-  last whole iteration); pruned to ``keep_checkpoints``, never the newest;
+  end of each epoch (``epoch_N.pth``) for epoch-based tasks, at the end, on SIGINT / SIGTERM (said at once; every
+  rank stops together after the iteration in flight, exit with a resume hint; a second signal stops sooner and
+  still saves the last whole iteration, a third quits without saving: :class:`StopRequest`) and when an
+  exception leaves the loop (the last whole iteration); pruned to ``keep_checkpoints``, never the newest;
 * the data order: a sampler whose items are a pure function of the iteration, so a resumed run (from any
   iteration, also inside an epoch) sees exactly what an uninterrupted one would;
 * non-finite losses detected on every rank together (all-reduced) before anything is updated;
@@ -26,8 +28,6 @@ import functools
 import json
 import logging
 import os
-import re
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,36 +39,81 @@ from torch import nn
 from ..errors import SetrError
 from .state import gather_rng_states, read_checkpoint, rng_state, set_rng_state, write_checkpoint
 from .common import optimizer_step, run_logger, tensorboard_writer
+from .workdir import (CKPT_RE, LOCK_NAME, acquire_lock, default_work_dir, list_checkpoints,  # noqa: F401 (public)
+                      prepare_work_dir, prune, release_lock, remove_stale_temporaries)
 from ..precision import autocast
 from ..reports.curves import append_validation, write_work_dir_curves
 from ..dist import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 
-CKPT_RE = re.compile(r"^(iter|epoch)_(\d+)\.pth$")
-LOCK_NAME = "train.lock"
 logger = logging.getLogger(__name__)
 # keys that may change between a run and its resumption (run length and bookkeeping, not the training itself)
 RESUMABLE_KEYS = {"iters", "epochs", "stop_at", "checkpoint_interval", "keep_checkpoints", "eval_interval",
                   "workers", "log_interval"}
 
 
+class StopNow(KeyboardInterrupt):
+    """A second SIGINT / SIGTERM during the graceful stop: leave the iteration in flight now (its work is lost),
+    saving the last whole iteration on the way out."""
+
+
 class StopRequest:
     """Turns SIGINT / SIGTERM into a flag the training loop checks between iterations, so an interrupted run
-    saves a checkpoint of a whole iteration (never one cut inside an optimizer step) and resumes exactly."""
+    saves a checkpoint of a whole iteration (never one cut inside an optimizer step) and resumes exactly.
 
-    def __init__(self):
+    * 1st signal: ``requested``; the iteration in flight (and its evaluation) finishes, is saved, the run ends.
+      Said at once on stderr.
+    * 2nd signal (Ctrl-C again, or the SIGTERM that ``timeout`` / ``make`` / a scheduler forwards): stop sooner.
+      Outside the optimizer step the iteration in flight is dropped (:class:`StopNow`); inside it (``critical``)
+      the step completes first (``now``). Either way the last whole iteration is saved.
+    * 3rd signal: ``forced``: a bare KeyboardInterrupt, nothing saved.
+    """
+
+    def __init__(self, speak: bool = True):
         import signal
         import threading
 
-        self.requested = False
+        self.speak = speak  # under torchrun only the main process says what happens
+        self.requested = self.now = self.forced = False
+        self.critical = False  # inside the optimizer step: a half-updated model must not be saved
+        self.done = 0  # whole iterations done, and the iteration in flight (1-based; the loop keeps them current)
+        self.in_flight = 1
+        self.count = 0
         self._previous = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous[sig] = signal.signal(sig, self._handle)
 
+    def _say(self, text: str) -> None:
+        if not self.speak:
+            return
+        try:
+            os.write(2, f"\n{text}\n".encode())  # unbuffered: safe inside a signal handler, shown at once
+        except OSError:
+            pass
+
     def _handle(self, signum, frame) -> None:
-        if self.requested:  # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        self.requested = True
+        import signal
+
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        self.count += 1
+        done, now = self.done, self.in_flight
+        if self.count == 1:
+            self.requested = True
+            self._say(f"setr: {name}: finishing iteration {now}, then saving it and stopping; Ctrl-C again to stop "
+                      "sooner (the last whole iteration is still saved), three times to quit without saving")
+            return
+        if self.count == 2:
+            self.now = True
+            if self.critical:
+                self._say(f"setr: {name} again: stopping after the optimizer step of iteration {now}, then saving "
+                          "it (Ctrl-C once more to quit without saving)")
+                return
+            self._say(f"setr: {name} again: stopping now, saving iteration {done}, the last whole one (Ctrl-C once "
+                      "more to quit without saving)")
+            raise StopNow
+        self.forced = True
+        self._say(f"setr: {name} a third time: quitting without saving")
+        raise KeyboardInterrupt
 
     def restore(self) -> None:
         import signal
@@ -172,117 +217,6 @@ class LoopResult:
     extra: dict = field(default_factory=dict)
 
 
-# --------------------------------------------------------------------------------------------- work dir
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def acquire_lock(work_dir: Path) -> tuple[Path, str | None]:
-    """Take ``work_dir/train.lock`` (pid, host, start time); refuse a live holder in one line. A lock left by a
-    process that no longer exists on this host is taken over; the warning is returned."""
-    path = work_dir / LOCK_NAME
-    host = socket.gethostname()
-    me = json.dumps({"pid": os.getpid(), "host": host, "started": time.strftime("%Y-%m-%d %H:%M:%S")})
-    warning = None
-    for _ in range(3):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                holder = json.loads(path.read_text() or "{}")
-                pid, where = int(holder["pid"]), str(holder["host"])
-            except (OSError, ValueError, KeyError, TypeError):
-                pid, where = None, host  # half-written by a process killed right after creating it
-            if pid is not None and where != host:
-                raise SetrError(f"{work_dir}: in use by a training run on host {where} (pid {pid}); if that run is "
-                                f"dead, delete {path}, or pick another --work-dir") from None
-            if pid is not None and _pid_alive(pid):
-                raise SetrError(f"{work_dir}: in use by a live training run (pid {pid} on {where}, since "
-                                f"{holder.get('started', '?')}): wait for it to end or pick another --work-dir") from None
-            warning = (f"warning: {path}: taking over the stale lock of pid {pid} on {where} (that process is gone)"
-                       if pid is not None else f"warning: {path}: taking over an unreadable stale lock")
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(me)
-        return path, warning
-    raise SetrError(f"{work_dir}: could not take {path} (another run keeps taking it): pick another --work-dir")
-
-
-def release_lock(path: Path | None) -> None:
-    if path is None:
-        return
-    try:
-        if json.loads(path.read_text()).get("pid") == os.getpid():
-            path.unlink()
-    except (OSError, ValueError):
-        pass
-
-
-def remove_stale_temporaries(work_dir: Path) -> list[Path]:
-    """Temporary files of checkpoint / weights writes that a killed process left behind (``.NAME.XXXX.tmp``,
-    see :func:`setr.io.atomic.atomic_write`). Call with the work dir's lock held."""
-    removed = []
-    for p in work_dir.glob(".*.tmp"):
-        if p.is_file():
-            p.unlink(missing_ok=True)
-            removed.append(p)
-    return removed
-
-
-def list_checkpoints(work_dir: Path, iters_per_epoch: int | None = None) -> list[tuple[int, Path]]:
-    """``iter_N.pth`` / ``epoch_N.pth`` in ``work_dir`` as (iteration, path), oldest first (an epoch checkpoint
-    after an iteration one of the same iteration)."""
-    found = []
-    for p in Path(work_dir).glob("*.pth"):
-        m = CKPT_RE.match(p.name)
-        if m:
-            n = int(m.group(2))
-            is_epoch = m.group(1) == "epoch"
-            found.append(((n * (iters_per_epoch or 1) if is_epoch else n), int(is_epoch), p))
-    return [(it, p) for it, _, p in sorted(found)]
-
-
-def default_work_dir(name: str, resume: bool | str | Path | None = None, root: str | Path = "work_dirs") -> Path:
-    """The work dir when ``--work-dir`` is not given: ``work_dirs/<name>``, unless another run's checkpoints are
-    there; then the first free ``work_dirs/<name>-N`` (a new run never adopts or replaces another run's files,
-    and the same command line still runs). With ``--resume`` (latest): the newest of those holding checkpoints."""
-    base = Path(root) / name
-    candidates = [base, *sorted((p for p in Path(root).glob(f"{name}-*") if p.name[len(name) + 1:].isdigit()),
-                                key=lambda p: int(p.name[len(name) + 1:]))]
-    if resume is True or resume == "latest":
-        held = [(max(p.stat().st_mtime for _, p in list_checkpoints(d)), d) for d in candidates
-                if d.is_dir() and list_checkpoints(d)]
-        return max(held)[1] if held else base
-    for n, d in enumerate([base, *(Path(root) / f"{name}-{k}" for k in range(2, 10_000))]):
-        if not (d.is_dir() and list_checkpoints(d)):
-            if n:
-                logger.warning(f"{base} holds another run: this run writes to {d} (choose with --work-dir)")
-            return d
-    raise SetrError(f"{base}: no free work dir next to it; pass --work-dir")
-
-
-def prune(work_dir: Path, keep: int, iters_per_epoch: int | None, protect: Path | None) -> list[Path]:
-    """Keep the ``keep`` newest checkpoints (0: all); ``protect`` (the one just written) is never removed."""
-    if keep <= 0:
-        return []
-    removed = []
-    for _, p in list_checkpoints(work_dir, iters_per_epoch)[:-keep]:
-        if protect is None or p.resolve() != Path(protect).resolve():
-            p.unlink(missing_ok=True)
-            removed.append(p)
-    return removed
-
-
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     """{"a": {"b": [x, {"c": y}]}} -> {"a.b": <len 2>, "a.b.0": x, "a.b.1.c": y}."""
     if isinstance(d, dict):
@@ -362,34 +296,8 @@ class _Loop:
 
     # ---- preparation
     def _prepare_dir(self) -> str | None:
-        wd = self.work_dir
-        if wd.exists() and not wd.is_dir():
-            raise SetrError(f"{wd}: --work-dir is a file, not a folder")
-        try:
-            wd.mkdir(parents=True, exist_ok=True)
-            self.lock, warning = acquire_lock(wd)
-        except OSError as exc:
-            raise SetrError(f"{wd}: cannot write to the work dir ({exc.strerror or exc})") from None
-        removed = remove_stale_temporaries(wd)
-        notes = [warning] if warning else []
-        if removed:
-            notes.append(f"removed {len(removed)} temporary file(s) of an interrupted write: "
-                         + ", ".join(p.name for p in removed[:3]))
-        if not self.resume:
-            existing = [p.name for _, p in list_checkpoints(wd)]
-            if existing and not self.overwrite:
-                release_lock(self.lock)
-                self.lock = None
-                shown = ", ".join(existing[-3:]) + (f" (+{len(existing) - 3} more)" if len(existing) > 3 else "")
-                raise SetrError(f"{wd} holds another run's checkpoints ({shown}): continue it with --resume, "
-                                "pick another --work-dir, or discard them with --overwrite")
-            if existing or self.overwrite:
-                for name in existing + ["final.safetensors", "final.json", "best.safetensors", "best.json",
-                                        "metrics.json"]:
-                    (wd / name).unlink(missing_ok=True)
-                if existing:
-                    notes.append(f"--overwrite: removed {len(existing)} checkpoint(s) of the previous run")
-        return "\n".join(notes) or None
+        self.lock, notes = prepare_work_dir(self.work_dir, self.resume, self.overwrite)
+        return notes
 
     def _resume_path(self) -> Path | None:
         if not self.resume:
@@ -483,25 +391,8 @@ class _Loop:
             self._say(notes)
         task.build(info, log, self.amp)
         self.scaler = torch.amp.GradScaler(info.device.type) if self.amp == "fp16" else None
-        autocast = amp_context(self.amp, info.device)
-
-        start = 0
-        path = _on_main(info, self._resume_path)
-        if self.resume and path is None:
-            self._say(f"--resume: no checkpoint in {wd} yet; starting from iteration 0")
-        if path is not None:
-            state = read_checkpoint(path)
-            start = self._check_compatible(state, path)
-            task.load_weights(state["state_dict"], path)
-            task.optimizer.load_state_dict(state["optimizer"])
-            if self.scaler is not None and "scaler" in state:
-                self.scaler.load_state_dict(state["scaler"])
-            task.load_state(state, path)
-            ranks = state.get("rng_ranks")
-            set_rng_state(ranks[info.rank] if ranks and len(ranks) == info.world_size else state["rng"])
-            self.best = dict(state["meta"].get("best") or {})
-            self.saved_iter = start
-            log.info(f"resumed from {path} at iteration {start}")
+        self.autocast = amp_context(self.amp, info.device)
+        start = self._resume_from(_on_main(info, self._resume_path))
         self.last_ckpt = None
         total = task.total_iters
         end = min(total, task.stop_at) if task.stop_at else total
@@ -510,115 +401,171 @@ class _Loop:
             self._trim_jsonl(start)
         if start >= end:
             log.info(f"nothing to do: iteration {start} >= {end}")
-
-        tb = tensorboard_writer(wd, info.is_main)
-        jsonl = open(wd / "metrics.jsonl", "a") if info.is_main else None
-        bar = tqdm(total=total, initial=start, desc=task.name[:40], unit="it",
-                   disable=not (self.progress and info.is_main), dynamic_ncols=True)
+        self.tb = tensorboard_writer(wd, info.is_main)
+        self.jsonl = open(wd / "metrics.jsonl", "a") if info.is_main else None
+        self.bar = tqdm(total=total, initial=start, desc=task.name[:40], unit="it",
+                        disable=not (self.progress and info.is_main), dynamic_ncols=True)
         log.info(f"training {task.name} for {total} iterations"
                  + (f" ({total // task.iters_per_epoch} epochs of {task.iters_per_epoch})" if task.iters_per_epoch else "")
                  + (f", stopping at {end}" if end < total else "")
                  + f", {info.world_size} process(es), device {info.device}, amp {self.amp or 'off'}, "
                  f"from iteration {start}")
-        metrics: dict = {}
-        stop = StopRequest()
-        it, stepping, handled = start, False, False
-        t0 = time.time()
+        self.metrics = {}
+        self.stop = stop = StopRequest(speak=info.is_main)
+        self.it, self.handled, self.t0 = start, False, time.time()
         try:
+            if start >= total and start > 0 and task.should_evaluate(start):
+                # resumed at the very end: the final evaluation may be what stopped the previous run (a bad file)
+                self._evaluate(start)
             batches = iter(task.batches(start))
-            while it < end:
-                task.before_step(it)
-                batch = next(batches)
-                losses = task.forward(batch, autocast)
-                loss = sum(losses.values())
-                bad = all_reduce_sum(torch.tensor(0.0 if torch.isfinite(loss.detach()).all() else 1.0,
-                                                  device=info.device), info)
-                if bad.item() > 0:  # every rank stops together instead of hanging in the gradient all-reduce
-                    path = self.checkpoint(it) if it > self.saved_iter else self.last_ckpt
-                    handled = True
-                    saved = f"; the last whole iteration is saved in {path}" if path else ""
-                    raise SetrError(f"iteration {it + 1}: loss is not finite (try a lower learning rate or "
-                                    f"--amp bf16){saved}")
-                lrs = {g.get("name", f"group_{i}"): g["lr"] for i, g in enumerate(task.optimizer.param_groups)}
-                stepping = True
-                optimizer_step(loss, task.optimizer, task.model, self.scaler, task.clip_grad)
-                it += 1
-                task.after_step(it, losses)
-                stepping = False
-                logged, logged_total = losses, loss
-                if info.distributed:  # logged as the original: each loss averaged over the processes
-                    names = list(losses)
-                    mean = all_reduce_sum(torch.stack([losses[k].detach().float() for k in names]), info)
-                    mean = mean / info.world_size
-                    logged, logged_total = dict(zip(names, mean)), mean.sum()
-                if info.is_main:
-                    self._record(jsonl, tb, bar, it - 1, logged, logged_total, lrs, start, t0, end)
-                epoch_end = bool(task.iters_per_epoch) and it % task.iters_per_epoch == 0
-                evaluated = None
-                if task.should_evaluate(it):
-                    train_rng = rng_state()  # evaluation must not shift the training RNG streams (exact resume)
-                    try:
-                        metrics = evaluated = task.evaluate(it)
-                    finally:
-                        set_rng_state(train_rng)
-                    if info.is_main and task.score_key and metrics and metrics.get(task.score_key) is not None:
-                        append_validation(wd, it, metrics)  # val_metrics.jsonl: `setr plot`'s validation curves
-                        if tb:
-                            for k, v in metrics.items():
-                                if isinstance(v, (int, float)) and not isinstance(v, bool):
-                                    tb.add_scalar(f"val/{k}", v, it)
-                        score = metrics[task.score_key]
-                        if not self.best or score > self.best.get(task.score_key, float("-inf")):
-                            self.best = {task.score_key: score, "iteration": it}
-                            if task.iters_per_epoch:
-                                self.best["epoch"] = it // task.iters_per_epoch
-                            task.on_best(it, metrics)
-                if epoch_end:
-                    task.end_of_epoch(it // task.iters_per_epoch, evaluated)
-                interval = task.checkpoint_interval
-                if epoch_end or (interval and it % interval == 0) or it == end:
-                    self.checkpoint(it)
-                if it < end and all_reduce_sum(torch.tensor(float(stop.requested), device=info.device),
-                                               info).item() > 0:
-                    # Ctrl-C / SIGTERM: the iteration in flight completed; save it and leave (every rank together)
-                    path = self.checkpoint(it) if it > self.saved_iter else self.last_ckpt
-                    handled = True
-                    self._say(f"interrupted at iteration {it}: saved {path}; continue with --resume")
-                    raise TrainingStopped
+            while self.it < end:
+                stop.done, stop.in_flight = self.it, self.it + 1
+                self._iteration(batches, start, end)
         except BaseException as exc:
-            if not handled and not stepping and it > self.saved_iter and it > start:
-                # keep what was done: the last whole iteration, before the exception propagates
-                try:
-                    if info.distributed:  # the other ranks may be anywhere: the main rank saves alone
-                        path = self.checkpoint(it, collective=False) if info.is_main else None
-                    else:
-                        path = self.checkpoint(it)
-                    if info.is_main and path is not None:
-                        self._say(f"{type(exc).__name__} at iteration {it + 1}: saved the last whole iteration "
-                                  f"in {path}; continue with --resume once fixed")
-                except Exception as save_exc:  # noqa: BLE001
-                    log.info(f"could not save a checkpoint after the error: {save_exc}")
+            self._keep_progress(exc, start)
             raise
         finally:
             stop.restore()
-            bar.close()
-            if tb:
-                tb.close()
-            if jsonl:
-                jsonl.close()
+            self.bar.close()
+            if self.tb:
+                self.tb.close()
+            if self.jsonl:
+                self.jsonl.close()
         if end < total:
             self._say(f"stopped at iteration {end} of {total} (train.stop_at): saved {self.last_ckpt}; "
                       "continue with --resume")
         finished = None
         if info.is_main:
-            finished = task.finish(it, metrics, self.best)
+            finished = task.finish(self.it, self.metrics, self.best)
             if finished is not None:
                 from ..evaluation.metrics import to_json
 
                 (wd / "metrics.json").write_text(to_json(finished))
             write_work_dir_curves(wd, log)  # curves.png: losses, learning rates, validation (issue 22)
         barrier(info)
-        return LoopResult(it, metrics, self.best, self.last_ckpt, finished, stopped_early=end < total)
+        return LoopResult(self.it, self.metrics, self.best, self.last_ckpt, finished, stopped_early=end < total)
+
+    def _resume_from(self, path: Path | None) -> int:
+        """Load the checkpoint ``path`` (None: none) into the task; returns the iteration it holds (0 without)."""
+        info, task = self.info, self.task
+        if self.resume and path is None:
+            self._say(f"--resume: no checkpoint in {self.work_dir} yet; starting from iteration 0")
+        if path is None:
+            return 0
+        state = read_checkpoint(path)
+        start = self._check_compatible(state, path)
+        task.load_weights(state["state_dict"], path)
+        task.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+        task.load_state(state, path)
+        ranks = state.get("rng_ranks")
+        set_rng_state(ranks[info.rank] if ranks and len(ranks) == info.world_size else state["rng"])
+        self.best = dict(state["meta"].get("best") or {})
+        self.saved_iter = start
+        self.log.info(f"resumed from {path} at iteration {start}")
+        return start
+
+    def _iteration(self, batches, start: int, end: int) -> None:
+        """One training iteration (self.it -> self.it + 1): step, records, evaluation, checkpoint, stop requests."""
+        info, task, stop = self.info, self.task, self.stop
+        it = self.it
+        task.before_step(it)
+        batch = next(batches)
+        losses = task.forward(batch, self.autocast)
+        loss = sum(losses.values())
+        bad = all_reduce_sum(torch.tensor(0.0 if torch.isfinite(loss.detach()).all() else 1.0,
+                                          device=info.device), info)
+        if bad.item() > 0:  # every rank stops together instead of hanging in the gradient all-reduce
+            path = self.checkpoint(it) if it > self.saved_iter else self.last_ckpt
+            self.handled = True
+            saved = f"; the last whole iteration is saved in {path}" if path else ""
+            raise SetrError(f"iteration {it + 1}: loss is not finite (try a lower learning rate or "
+                            f"--amp bf16){saved}")
+        lrs = {g.get("name", f"group_{i}"): g["lr"] for i, g in enumerate(task.optimizer.param_groups)}
+        stop.critical = True  # from here to after_step the model is half-updated: a signal waits
+        optimizer_step(loss, task.optimizer, task.model, self.scaler, task.clip_grad)
+        self.it = it = it + 1
+        task.after_step(it, losses)
+        stop.done, stop.critical = it, False
+        if stop.now:  # a second signal arrived during the step: save this whole iteration and leave
+            self._stop_now()
+        logged, logged_total = losses, loss
+        if info.distributed:  # logged as the original: each loss averaged over the processes
+            names = list(losses)
+            mean = all_reduce_sum(torch.stack([losses[k].detach().float() for k in names]), info) / info.world_size
+            logged, logged_total = dict(zip(names, mean)), mean.sum()
+        if info.is_main:
+            self._record(self.jsonl, self.tb, self.bar, it - 1, logged, logged_total, lrs, start, self.t0, end)
+        epoch_end = bool(task.iters_per_epoch) and it % task.iters_per_epoch == 0
+        evaluated = self._evaluate(it) if task.should_evaluate(it) else None
+        if epoch_end:
+            task.end_of_epoch(it // task.iters_per_epoch, evaluated)
+        interval = task.checkpoint_interval
+        if epoch_end or (interval and it % interval == 0) or it == end:
+            self.checkpoint(it)
+        if it < end and all_reduce_sum(torch.tensor(float(stop.requested), device=info.device), info).item() > 0:
+            # Ctrl-C / SIGTERM: the iteration in flight completed; save it and leave (every rank together)
+            path = self.checkpoint(it) if it > self.saved_iter else self.last_ckpt
+            self.handled = True
+            self._say(f"interrupted at iteration {it}: saved {path}; continue with --resume")
+            raise TrainingStopped
+
+    def _evaluate(self, it: int) -> dict:
+        """The task's evaluation after iteration ``it``; a better score becomes the run's best."""
+        task, info = self.task, self.info
+        train_rng = rng_state()  # evaluation must not shift the training RNG streams (exact resume)
+        try:
+            self.metrics = metrics = task.evaluate(it)
+        finally:
+            set_rng_state(train_rng)
+        if info.is_main and task.score_key and metrics and metrics.get(task.score_key) is not None:
+            append_validation(self.work_dir, it, metrics)  # val_metrics.jsonl: `setr plot`'s validation curves
+            if self.tb:
+                for k, v in metrics.items():
+                    if isinstance(v, (int, float)) and not isinstance(v, bool):
+                        self.tb.add_scalar(f"val/{k}", v, it)
+            score = metrics[task.score_key]
+            if not self.best or score > self.best.get(task.score_key, float("-inf")):
+                self.best = {task.score_key: score, "iteration": it}
+                if task.iters_per_epoch:
+                    self.best["epoch"] = it // task.iters_per_epoch
+                task.on_best(it, metrics)
+        return metrics
+
+    def _save_alone(self, it: int) -> Path | None:
+        """Save iteration ``it`` outside the collective schedule (under torchrun the main rank alone: the other
+        ranks may be anywhere)."""
+        if self.info.distributed:
+            return self.checkpoint(it, collective=False) if self.info.is_main else None
+        return self.checkpoint(it)
+
+    def _stop_now(self) -> None:
+        """A second signal: save the last whole iteration (if not saved yet) and end with the resume hint."""
+        it = self.it
+        path = self._save_alone(it) if it > self.saved_iter else self.last_ckpt
+        self.handled = True
+        where = f"saved iteration {it} in {path}" if path else f"nothing saved (no whole iteration since the start)"
+        self._say(f"stopped at once at iteration {it} (second signal): {where}; continue with --resume")
+        raise TrainingStopped
+
+    def _keep_progress(self, exc: BaseException, start: int) -> None:
+        """An exception leaves the loop: keep the last whole iteration unless it is saved already, the model is
+        half-updated (inside the optimizer step) or the user forced the stop (third signal)."""
+        it, stop = self.it, self.stop
+        if isinstance(exc, StopNow) and not self.handled:
+            self._stop_now()  # raises TrainingStopped (from here: the StopNow is its context)
+        if self.handled or stop.critical or stop.forced or it <= self.saved_iter or it <= start:
+            if stop.forced and self.info.is_main:
+                self.log.info(f"forced stop at iteration {it}: nothing saved after {self.last_ckpt or 'the start'}")
+            return
+        try:
+            path = self._save_alone(it)
+            if self.info.is_main and path is not None:
+                self._say(f"{type(exc).__name__} at iteration {stop.in_flight}: saved the last whole iteration "
+                          f"in {path}; continue with --resume once fixed")
+        except Exception as save_exc:  # noqa: BLE001
+            self.log.info(f"could not save a checkpoint after the error: {save_exc}")
 
     def _trim_jsonl(self, start: int) -> None:
         """metrics.jsonl keeps the records of iterations before ``start`` (a resumed run rewrites the rest)."""
