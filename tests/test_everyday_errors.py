@@ -485,7 +485,12 @@ def test_detect_predict_says_when_there_are_no_boxes(tmp_path, capsys):
     assert main(["detect", "predict", "retinanet_hlg_tiny_test", "--checkpoint", str(ckpt), str(img), "--out",
                  str(tmp_path / "boxes"), "--score-thresh", "0.5"]) == 0
     out = capsys.readouterr().out
-    assert "0 box(es) with score >= 0.5 on 0 of 1 image(s)" in out and "no detections" in out
+    assert "0 box(es) with score >= 0.5 on 0 of 1 image(s)" in out and "kept no detection at all" in out
+    # nothing to lower: --score-thresh 0 does not advise lowering it
+    assert main(["detect", "predict", "retinanet_hlg_tiny_test", "--checkpoint", str(ckpt), str(img), "--out",
+                 str(tmp_path / "boxes0"), "--score-thresh", "0.0"]) == 0
+    out = capsys.readouterr().out
+    assert "0 box(es) with score >= 0 on 0 of 1 image(s)" in out and "lower --score-thresh" not in out
 
 
 def test_classify_test_ema_has_its_own_json(tmp_path, capsys):

@@ -30,7 +30,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -227,10 +227,11 @@ def announce_large(seg, paths: Sequence[Path], sizes: Sequence[tuple[int, int] |
     return large
 
 
-def collect_inputs(inputs: Iterable[str | os.PathLike], out: Path,
-                   announce: bool = True) -> tuple[list[Path], list[str]]:
+def collect_inputs(inputs: Iterable[str | os.PathLike], out: Path, announce: bool = True,
+                   names: Callable[[str], list[str]] = output_names) -> tuple[list[Path], list[str]]:
     """The images to predict (see the module doc) and the output names; refuses, before any work, outputs that
-    would replace an input. Returns the paths and their output stems (``announce``: log what is left out)."""
+    would replace an input. Returns the paths and their output stems (``announce``: log what is left out;
+    ``names``: the files written for one output stem, ``setr detect predict`` writes other ones)."""
     from .io.paths import check_not_weights, check_outputs_apart, drop_written
 
     inputs = list(inputs)
@@ -243,7 +244,7 @@ def collect_inputs(inputs: Iterable[str | os.PathLike], out: Path,
                         f"(inside --out {out} or listed in a {SUMMARY_NAME})")
     stems = output_stems(paths)
     check_outputs_apart(out, [p for p in paths if Path(p).is_file()],
-                        outputs=[out / n for s in stems for n in output_names(s)])
+                        outputs=[out / n for s in stems for n in names(s)])
     if note and announce:
         logger.warning(note)
     if dropped and announce:

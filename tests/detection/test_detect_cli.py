@@ -47,8 +47,9 @@ def test_predict_recurses_and_names_without_collisions(mmdet_checkpoint, tmp_pat
     text = capsys.readouterr().out
     assert "3 drawing(s) and results.bbox.json" in text
     drawings = {p.name for p in out.glob("*_boxes.jpg")}
-    assert drawings == {"x_boxes.jpg", "b_x_boxes.jpg", "y_boxes.jpg"}  # b/x.jpg does not overwrite a/x.jpg
-    for name, rel in (("x_boxes.jpg", "a/x.jpg"), ("b_x_boxes.jpg", "b/x.jpg"), ("y_boxes.jpg", "b/deeper/y.png")):
+    # a/x.jpg and b/x.jpg are named by their folders (the rule of `setr predict`): neither overwrites the other
+    assert drawings == {"a_x_boxes.jpg", "b_x_boxes.jpg", "y_boxes.jpg"}
+    for name, rel in (("a_x_boxes.jpg", "a/x.jpg"), ("b_x_boxes.jpg", "b/x.jpg"), ("y_boxes.jpg", "b/deeper/y.png")):
         with Image.open(out / name) as im:
             assert im.size == sizes[rel][::-1] and im.mode == "RGB"
     results = json.loads((out / "results.bbox.json").read_text())
@@ -73,11 +74,20 @@ def test_detect_test_with_an_mmdet_checkpoint(mmdet_checkpoint, tmp_path, capsys
 
     root = write_coco(tmp_path / "coco", n_train=2, n_val=3, size=96, num_classes=2, seed=0)
     res = tmp_path / "res.json"
+    report = tmp_path / "report"
     assert main(["detect", "test", TINY, str(mmdet_checkpoint), "--data-root", str(root), "--json", str(res),
-                 "--no-progress"]) == 0
+                 "--no-progress", "--report", str(report), "--report-images", "2"]) == 0
     text = capsys.readouterr().out
-    assert "AP50" in text and "precision fp32, batch 1" in text
+    assert "AP50" in text and "precision fp32, batch 1" in text and f"report written to {report}" in text
     results = json.loads(res.read_text())
+    page = json.loads((report / "report.json").read_text())
+    assert [r["class"] for r in page["per_class"]] and len(page["per_class"]) == 2
+    assert page["meta"]["preset"] == TINY and len(page["worst_images"]) <= 2
+    assert len(page["images"]) == 3 and "report.html" in {p.name for p in report.iterdir()}
+    # the report folder is never the data root
+    assert main(["detect", "test", TINY, str(mmdet_checkpoint), "--data-root", str(root), "--no-progress",
+                 "--report", str(root)]) == 1
+    assert "--report" in capsys.readouterr().err
     assert results and {r["category_id"] for r in results} <= {1, 3}  # the dataset's COCO ids
     # a checkpoint for another class count is named in one line
     p = get_detection_preset(TINY)
@@ -104,3 +114,35 @@ def test_convert_weights_of_an_mmdet_checkpoint(mmdet_checkpoint, tmp_path, caps
     assert len(got) > 0 and torch.equal(got.boxes, want.boxes) and torch.equal(got.labels, want.labels)
     assert main(["convert-weights", str(mmdet_checkpoint), "--out", str(tmp_path / "g")]) == 1
     assert "name its detection preset with --preset" in capsys.readouterr().err
+
+
+def test_predict_never_touches_its_inputs(mmdet_checkpoint, tmp_path, capsys):
+    """--out equal to the input folder is refused before any work; an --out inside it is left out of the inputs
+    on a second run; weights are required and a weights file among the images is named."""
+    rng = np.random.default_rng(1)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("p0.png", "p1.png"):
+        Image.fromarray(rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)).save(photos / name)
+    before = {p.name: p.read_bytes() for p in photos.iterdir()}
+    assert main(["detect", "predict", TINY, str(photos), "-c", str(mmdet_checkpoint), "--out", str(photos),
+                 "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "--out" in err and "is the input folder" in err and len(err.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in photos.iterdir()} == before
+    inside = photos / "pred"
+    for _ in range(2):  # the second run must not read the first run's drawings as images
+        assert main(["detect", "predict", TINY, str(photos), "-c", str(mmdet_checkpoint), "--out", str(inside),
+                     "--no-progress"]) == 0
+        assert "2 drawing(s)" in capsys.readouterr().out
+    summary = json.loads((inside / "predict_summary.json").read_text())
+    assert summary["outputs"] == {str(photos / "p0.png"): ["p0_boxes.jpg"], str(photos / "p1.png"): ["p1_boxes.jpg"]}
+    assert sorted(p.name for p in inside.iterdir()) == ["p0_boxes.jpg", "p1_boxes.jpg", "predict_summary.json",
+                                                         "results.bbox.json"]
+    # no silent random weights; a checkpoint given where an image goes is named
+    assert main(["detect", "predict", TINY, str(photos), "--out", str(tmp_path / "o")]) == 1
+    assert "--random-weights" in capsys.readouterr().err
+    assert main(["detect", "predict", TINY, str(mmdet_checkpoint), str(photos), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "retinanet_tiny.pth: a weights file, not an image: pass it with -c/--checkpoint" in err
+    assert not (tmp_path / "o").exists()

@@ -8,6 +8,7 @@ from pathlib import Path
 from .. import argtypes
 from ..errors import SetrError
 from .common import add_device, add_overwrite, add_trust
+from .report_options import add_report_options, check_report_option
 
 PRESET_HELP = "retinanet_hlg_{small,medium,large}_fpn_mstrain_1x_coco (`setr presets` lists them)"
 CHECKPOINT_HELP = ("the authors' mmdet checkpoint (.pth: state_dict + meta), one of ours (epoch_N.pth) or a "
@@ -66,6 +67,7 @@ def cmd_detect_test(args: argparse.Namespace) -> int:
         from ..outputs import ensure_writable_file
 
         ensure_writable_file(args.json, "--json")
+    check_report_option(args, {"--data-root": args.data_root})
     dataset = CocoDetection(args.data_root, args.split)
     det = _detector(args, args.checkpoint)
     if det.num_classes != dataset.num_classes:
@@ -73,30 +75,55 @@ def cmd_detect_test(args: argparse.Namespace) -> int:
                         f"{dataset.num_classes}")
     # our checkpoints record their training categories (ids and names): they must be the dataset's; the authors'
     # checkpoints name their classes only, and the labels map to the dataset's categories in id order
+    results: list = []
     metrics = evaluate_detector(det, dataset, batch_size=args.batch_size, categories=det.checkpoint_categories,
-                                results_json=args.json, progress=not args.no_progress)
+                                results_json=args.json, progress=not args.no_progress, results_out=results)
     print(format_metrics(metrics) + f"\n(precision {det.precision}, batch {args.batch_size})")
     if args.json:
         print(f"results ({metrics['num_detections']} detections) written to {args.json}")
+    if args.report:
+        from ..reports.detection import write_detection_report
+
+        page = write_detection_report(
+            args.report, dataset.coco, results, {img_id: dataset.image_path(k) for k, img_id in enumerate(dataset.ids)},
+            meta={"preset": args.preset, "checkpoint": str(args.checkpoint), "precision": det.precision,
+                  "split": args.split, "batch_size": args.batch_size}, worst=args.report_images)
+        print(f"report written to {page}")
     return 0
 
 
 def cmd_detect_predict(args: argparse.Namespace) -> int:
     from ..detection.evaluation import predict_files
     from ..io.images import find_images
+    from ..io.paths import check_not_weights, check_outputs_apart
     from ..outputs import ensure_writable_dir
 
-    find_images(args.inputs)  # fail on a bad input before loading a large model
+    # before loading a large model: a weights file among the images, an --out that is an input, a bad input
+    check_not_weights(args.inputs)
+    check_outputs_apart(args.out, [i for i in args.inputs if Path(i).is_dir()])
+    find_images(args.inputs)
+    if args.checkpoint is None and not args.random_weights:
+        raise SetrError("no weights: pass the checkpoint with -c/--checkpoint (or --random-weights to try the "
+                        "pipeline with an untrained network)")
+    if args.checkpoint is not None and args.random_weights:
+        raise SetrError("--random-weights and --checkpoint: choose one")
     ensure_writable_dir(args.out, "--out")
     det = _detector(args, args.checkpoint)
-    if args.checkpoint is None:
-        print("warning: no --checkpoint given: predicting with random weights", file=sys.stderr)
+    if args.random_weights:
+        print("warning: --random-weights: detecting with an untrained network (the boxes mean nothing)",
+              file=sys.stderr)
     out = predict_files(det, args.inputs, args.out, score_thresh=args.score_thresh, progress=not args.no_progress)
     counts = out["boxes_drawn"]
     with_boxes = sum(1 for c in counts if c)
+    if with_boxes:
+        hint = ""
+    elif out["num_detections"] and args.score_thresh > 0:
+        hint = " (none drawn: lower --score-thresh to see weaker ones)"
+    else:
+        hint = " (the model kept no detection at all)"
     print(f"{sum(counts)} box(es) with score >= {args.score_thresh:g} on {with_boxes} of {len(counts)} image(s); "
           f"{len(counts)} drawing(s) and {out['results'].name} ({out['num_detections']} detections) written to "
-          f"{args.out}" + ("" if with_boxes else " (no detections: lower --score-thresh to see weaker ones)"))
+          f"{args.out}{hint}")
     return 0
 
 
@@ -139,6 +166,7 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--data-root", required=True)
     p.add_argument("--split", default="val")
     p.add_argument("--json", help="write the detections here (COCO results format)")
+    add_report_options(p)
     p.add_argument("--batch-size", type=argtypes.positive_int, default=1,
                    help="images padded into one batch (default 1, the original's test; more pads them together)")
     _precision(p)
@@ -149,8 +177,13 @@ def register(sub) -> argparse.ArgumentParser:
                                         "drawings and results.bbox.json")
     _common(p)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
-    p.add_argument("--checkpoint", "-c", help=CHECKPOINT_HELP)
-    p.add_argument("--out", "-o", required=True, help="output folder")
+    p.add_argument("--checkpoint", "-c", help=CHECKPOINT_HELP + " (required unless --random-weights)")
+    p.add_argument("--random-weights", action="store_true",
+                   help="detect with an untrained network (to try the pipeline; the boxes mean nothing)")
+    p.add_argument("--out", "-o", required=True,
+                   help="output folder: <name>_boxes.jpg drawings, results.bbox.json, predict_summary.json (which "
+                        "input gave which file), names as `setr predict` gives them; never an input folder (a "
+                        "folder inside one is left out of the inputs)")
     p.add_argument("--score-thresh", type=argtypes.fraction, default=0.3,
                    help="draw boxes with at least this score (results.bbox.json holds every detection)")
     _precision(p)

@@ -42,12 +42,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     # before loading a large model and before --out is even created: a checkpoint given where the images go, a
     # missing or unreadable input, an --out that would replace an input
     collect_inputs(args.inputs, Path(args.out), announce=False)
-    ensure_writable_dir(args.out, "--out")
     if args.checkpoint is None and not args.random_weights:
         raise SetrError("no weights: pass the checkpoint with -c/--checkpoint (or --random-weights to try the "
                         "pipeline with an untrained network)")
     if args.checkpoint is not None and args.random_weights:
         raise SetrError("--random-weights and --checkpoint: choose one")
+    ensure_writable_dir(args.out, "--out")  # after every one-line refusal: a refused run leaves no folder behind
     from ..batch_predict import format_summary, local_device, predict_files
 
     seg = Segmenter.from_preset(args.preset, args.checkpoint, overrides=args.set, device=local_device(args.device),

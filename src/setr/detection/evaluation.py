@@ -110,8 +110,10 @@ def coco_bbox_eval(dataset, results: list[dict], img_ids: Sequence[int] | None =
 
 def evaluate_detector(model, dataset, *, batch_size: int = 1, device=None, amp: str | None = None,
                       info: DistInfo | None = None, results_json: str | Path | None = None,
-                      categories: list[dict] | None = None, progress: bool = False) -> dict:
-    """COCO bbox AP of ``model`` on ``dataset``; ``results_json`` gets the detections in the COCO results format.
+                      categories: list[dict] | None = None, progress: bool = False,
+                      results_out: list | None = None) -> dict:
+    """COCO bbox AP of ``model`` on ``dataset``; ``results_json`` gets the detections in the COCO results format
+    (and the list ``results_out``, when given, is extended with them: ``setr detect test --report``).
     ``categories`` (e.g. a checkpoint's) must match the dataset's, else SetrError. Under DDP every rank detects a
     share; rank 0 gathers and evaluates, the others get {}."""
     check_categories(categories, dataset, "evaluate")
@@ -127,6 +129,8 @@ def evaluate_detector(model, dataset, *, batch_size: int = 1, device=None, amp: 
             return {}
     if results_json is not None:
         write_json(results_json, results)
+    if results_out is not None:
+        results_out.extend(results)
     metrics = coco_bbox_eval(dataset, results)
     metrics["num_detections"] = len(results)
     return metrics
@@ -164,6 +168,11 @@ def draw(image, dets, class_names: Sequence[str]):
 
 
 @torch.no_grad()
+def drawing_names(stem: str) -> list[str]:
+    """The files ``setr detect predict`` writes for one input: the drawing of its boxes."""
+    return [f"{stem}_boxes.jpg"]
+
+
 def predict_files(det, inputs: Sequence[str | Path], out_dir: str | Path, score_thresh: float = 0.3,
                   progress: bool = False) -> dict:
     """Detect on image files and folders (recursively, each folder's images sorted); write
@@ -172,14 +181,14 @@ def predict_files(det, inputs: Sequence[str | Path], out_dir: str | Path, score_
     ``file_name``). Returns {"written": [...], "results": path, "boxes_drawn": [...], "num_detections": n}."""
     from tqdm import tqdm
 
-    from ..batch_predict import output_stems
-    from ..io.images import find_images, read_image
+    from ..batch_predict import SUMMARY_NAME, collect_inputs
+    from ..io.atomic import atomic_write_text
+    from ..io.images import read_image
 
-    files = find_images(inputs)
-    if not files:
-        raise SetrError("no input images")
-    stems = output_stems(files)
     out_dir = Path(out_dir)
+    # the same inputs and names as `setr predict`: an --out inside an input folder and the files an earlier run
+    # recorded are left out, and no output may land on an input
+    files, stems = collect_inputs(inputs, out_dir, names=drawing_names)
     out_dir.mkdir(parents=True, exist_ok=True)
     written, drawn, results = [], [], []
     for idx, (f, stem) in enumerate(tqdm(list(zip(files, stems)), desc="detect", disable=not progress,
@@ -189,9 +198,13 @@ def predict_files(det, inputs: Sequence[str | Path], out_dir: str | Path, score_
         for r in dets.to_coco(idx, det.category_ids):
             results.append({**r, "file_name": str(f)})
         shown = dets.above(score_thresh)
-        dst = out_dir / f"{stem}_boxes.jpg"
+        dst = out_dir / drawing_names(stem)[0]
         atomic_write(dst, lambda tmp: draw(image, shown, det.class_names).save(tmp, format="JPEG", quality=90))
         written.append(dst)
         drawn.append(len(shown))
     res_path = write_json(out_dir / RESULTS_NAME, results)
+    summary = {"images": len(files), "results": RESULTS_NAME, "num_detections": len(results),
+               "score_thresh": score_thresh,
+               "outputs": {str(f): drawing_names(stem) for f, stem in zip(files, stems)}}
+    atomic_write_text(out_dir / SUMMARY_NAME, json.dumps(summary, indent=2) + "\n")
     return {"written": written, "results": res_path, "boxes_drawn": drawn, "num_detections": len(results)}
