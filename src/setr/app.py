@@ -1,24 +1,32 @@
-"""``setr app``: a local demo page for a segmentation model, served on the loopback interface only.
+"""``setr app``: a local demo page for a segmentation model or a detector, served on the loopback interface only.
 
-Drop an image (or pick an example): the page shows the model's classes over it, with an opacity slider and the
-legend of the classes present with their pixel shares. Everything runs offline, on the CPU by default: the page
-is one HTML document with its own script (no CDN), served by the standard library's ``http.server``, so the
-demo needs nothing beyond the base install.
+Drop an image (or pick an example). For a segmentation model the page shows the model's classes over it, with
+an opacity slider and the legend of the classes present with their pixel shares; for a detector, the picture
+with the boxes drawn and the list of detections (label, score, box) above a score threshold set with a slider.
+Everything runs offline, on the CPU by default: the page is one HTML document with its own script (no CDN),
+served by the standard library's ``http.server``, so the demo needs nothing beyond the base install.
+
+One server, two kinds of "demo" object with the same interface (:class:`SegmentationDemo`,
+:class:`DetectionDemo`): ``title``, ``examples`` (name, bytes), ``page()`` -> the HTML and
+``predict(data, name, options)`` -> a JSON-able dict (``options``: the query string of ``/predict``, e.g.
+``score_thresh``), raising :class:`SetrError` for an input the user should fix.
 
 Routes: ``GET /`` the page; ``GET /examples`` the example names; ``GET /example/<i>`` an example's bytes;
-``POST /predict`` (body: the file's bytes; header ``X-Filename``) -> JSON ``{width, height, image, mask,
-legend}`` with ``image`` and ``mask`` as PNG ``data:`` URIs of the image's size, or ``{error}`` with status 400
-for a file that is not an image.
+``POST /predict[?score_thresh=T]`` (body: the file's bytes; header ``X-Filename``) -> JSON with ``width``,
+``height`` and ``image`` (a PNG ``data:`` URI of the image's size) and, for segmentation, ``mask`` and
+``legend``; for detection, ``detections`` (label, class, score, box) and the boxes drawn in ``image``; or
+``{error}`` with status 400 for a file that is not an image.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Sequence
-from urllib.parse import unquote
+from typing import Mapping, Sequence
+from urllib.parse import parse_qs, unquote
 
 import numpy as np
 
@@ -27,7 +35,16 @@ from .reports.html import esc, png_uri
 
 HOST = "127.0.0.1"  # loopback only: the demo is never reachable from another machine
 MAX_UPLOAD = 50 * 1024 * 1024
+DEFAULT_SCORE_THRESH = 0.3
 log = logging.getLogger(__name__)
+
+
+def _decode(data: bytes, name: str) -> np.ndarray:
+    from .io.images import decode_image
+
+    if not data:
+        raise SetrError(f"{name}: empty file, expected an image (PNG, JPEG, ...)")
+    return decode_image(data, name)
 
 
 class SegmentationDemo:
@@ -39,13 +56,10 @@ class SegmentationDemo:
         self.title = title
         self._lock = threading.Lock()  # one forward pass at a time (the model is not re-entrant on every device)
 
-    def predict(self, data: bytes, name: str = "upload") -> dict:
+    def predict(self, data: bytes, name: str = "upload", options: Mapping[str, str] | None = None) -> dict:
         from .inference import colorize
-        from .io.images import decode_image
 
-        if not data:
-            raise SetrError(f"{name}: empty file, expected an image (PNG, JPEG, ...)")
-        image = decode_image(data, name)
+        image = _decode(data, name)
         with self._lock:
             labels = np.asarray(self.segmenter.predict(image))
         palette = self.segmenter.palette
@@ -64,9 +78,79 @@ class SegmentationDemo:
                 "mask": png_uri(colorize(labels, palette)), "legend": legend}
 
     def page(self) -> str:
-        return PAGE.replace("{{TITLE}}", esc(self.title))
+        return _page(self.title, "segmenting", SEG_CONTROLS, SEG_RESULT, SEG_SCRIPT)
 
 
+class DetectionDemo:
+    """What the detector's page calls: an image's bytes and a score threshold -> the picture with the boxes drawn
+    and the detections above the threshold. The last images' detections are kept (by the bytes' digest), so that
+    moving the threshold redraws without running the model again."""
+
+    def __init__(self, detector, examples: Sequence[tuple[str, bytes]] = (), title: str = "setr demo",
+                 score_thresh: float = DEFAULT_SCORE_THRESH, cache: int = 4):
+        self.detector = detector
+        self.examples = list(examples)
+        self.title = title
+        self.score_thresh = float(score_thresh)
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[np.ndarray, object]] = {}
+        self._cache_size = cache
+
+    def _threshold(self, options: Mapping[str, str] | None) -> float:
+        raw = (options or {}).get("score_thresh")
+        if raw is None:
+            return self.score_thresh
+        try:
+            value = float(raw)
+        except ValueError:
+            value = float("nan")
+        if not 0.0 <= value <= 1.0:
+            raise SetrError(f"score_thresh={raw!r}: expected a number from 0 to 1")
+        return value
+
+    def detect(self, data: bytes, name: str = "upload"):
+        """(the decoded image, every detection the model keeps), from the cache when these bytes were seen."""
+        key = hashlib.sha256(data).hexdigest()
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        image = _decode(data, name)
+        with self._lock:
+            dets = self.detector.predict(image)
+            self._cache[key] = (image, dets)
+            while len(self._cache) > self._cache_size:
+                self._cache.pop(next(iter(self._cache)))
+        return image, dets
+
+    def predict(self, data: bytes, name: str = "upload", options: Mapping[str, str] | None = None) -> dict:
+        from .detection.evaluation import draw
+
+        thresh = self._threshold(options)
+        image, dets = self.detect(data, name)
+        shown = dets.above(thresh)
+        names = self.detector.class_names
+        rows = []
+        for box, score, label in zip(shown.boxes.float().tolist(), shown.scores.float().tolist(),
+                                     shown.labels.tolist()):
+            rows.append({"label": int(label), "class": names[label] if label < len(names) else str(label),
+                         "score": float(score), "box": [round(float(v), 1) for v in box]})
+        h, w = image.shape[:2]
+        return {"name": name, "width": int(w), "height": int(h), "score_thresh": thresh,
+                "image": png_uri(draw(image, shown, names)), "detections": rows, "total": len(dets)}
+
+    def page(self) -> str:
+        controls = DET_CONTROLS.replace("{{THRESH}}", str(round(100 * self.score_thresh)))
+        return _page(self.title, "detecting", controls, DET_RESULT, DET_SCRIPT)
+
+
+def _page(title: str, verb: str, controls: str, result: str, script: str) -> str:
+    return (PAGE.replace("{{CONTROLS}}", controls).replace("{{RESULT}}", result).replace("{{SCRIPT}}", script)
+            .replace("{{VERB}}", verb).replace("{{TITLE}}", esc(title)))
+
+
+# the page both kinds share: the drop zone, the examples, the upload; each kind adds its controls, its result
+# area and its script (`query()`: the query string of /predict; `show(j)`: draw the answer)
 PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>{{TITLE}}</title>
@@ -83,43 +167,36 @@ body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;mar
 #legend{list-style:none;padding:0}#legend li{margin:.2em 0}
 .swatch{display:inline-block;width:1em;height:1em;border:1px solid #888;vertical-align:middle;margin-right:.4em}
 .layout{display:flex;gap:2em;align-items:flex-start;flex-wrap:wrap}
+#detections{border-collapse:collapse}#detections td,#detections th{padding:.15em .6em;text-align:right}
+#detections td:first-child,#detections th:first-child{text-align:left}
 button.example{margin-right:.5em}
 </style></head><body>
 <h1>{{TITLE}}</h1>
 <div id="drop">Drop an image here, or <label><u>choose a file</u>
   <input type="file" id="file" accept="image/*" style="display:none"></label></div>
 <div id="controls"><span id="examples"></span>
-  <label>opacity <input type="range" id="opacity" min="0" max="100" value="60"></label>
+  {{CONTROLS}}
   <span id="status"></span></div>
 <div id="error" role="alert"></div>
 <div class="layout">
-  <div id="stage" hidden><img id="input-image" alt="input image"><img id="mask" alt="predicted classes"></div>
-  <div><h3 id="legend-title" hidden>classes present</h3><ul id="legend"></ul></div>
+  {{RESULT}}
 </div>
 <script>
 const $ = (id) => document.getElementById(id);
-function setOpacity(){ $("mask").style.opacity = $("opacity").value / 100; }
-$("opacity").addEventListener("input", setOpacity); setOpacity();
+let last = null;  // the last image that gave an answer: [blob, name]
+{{SCRIPT}}
 async function run(blob, name){
-  $("error").textContent = ""; $("status").textContent = "segmenting " + name + " ...";
+  $("error").textContent = ""; $("status").textContent = "{{VERB}} " + name + " ...";
   let r, j;
   try {
-    r = await fetch("predict", {method: "POST", headers: {"X-Filename": encodeURIComponent(name)}, body: blob});
+    r = await fetch("predict" + query(), {method: "POST", headers: {"X-Filename": encodeURIComponent(name)},
+                                         body: blob});
     j = await r.json();
   } catch (e) { $("status").textContent = ""; $("error").textContent = "the server did not answer: " + e; return; }
   $("status").textContent = "";
   if (!r.ok) { $("error").textContent = j.error; return; }
-  $("input-image").src = j.image; $("mask").src = j.mask; $("stage").hidden = false;
-  $("stage").dataset.name = j.name;
-  const ul = $("legend"); ul.innerHTML = "";
-  for (const c of j.legend) {
-    const li = document.createElement("li"); li.className = "legend-row";
-    const sw = document.createElement("span"); sw.className = "swatch"; sw.style.background = c.colour;
-    li.appendChild(sw);
-    li.appendChild(document.createTextNode(c["class"] + ": " + (100 * c.share).toFixed(1) + "%"));
-    ul.appendChild(li);
-  }
-  $("legend-title").hidden = false;
+  last = [blob, name];
+  show(j);
 }
 $("file").addEventListener("change", (e) => { const f = e.target.files[0]; if (f) run(f, f.name); });
 const drop = $("drop");
@@ -135,8 +212,52 @@ fetch("examples").then((r) => r.json()).then((names) => names.forEach((n, i) => 
 </script></body></html>
 """
 
+SEG_CONTROLS = '<label>opacity <input type="range" id="opacity" min="0" max="100" value="60"></label>'
+SEG_RESULT = """<div id="stage" hidden><img id="input-image" alt="input image"><img id="mask" alt="predicted classes"></div>
+  <div><h3 id="legend-title" hidden>classes present</h3><ul id="legend"></ul></div>"""
+SEG_SCRIPT = """function setOpacity(){ $("mask").style.opacity = $("opacity").value / 100; }
+$("opacity").addEventListener("input", setOpacity); setOpacity();
+function query(){ return ""; }
+function show(j){
+  $("input-image").src = j.image; $("mask").src = j.mask; $("stage").hidden = false;
+  $("stage").dataset.name = j.name;
+  const ul = $("legend"); ul.innerHTML = "";
+  for (const c of j.legend) {
+    const li = document.createElement("li"); li.className = "legend-row";
+    const sw = document.createElement("span"); sw.className = "swatch"; sw.style.background = c.colour;
+    li.appendChild(sw);
+    li.appendChild(document.createTextNode(c["class"] + ": " + (100 * c.share).toFixed(1) + "%"));
+    ul.appendChild(li);
+  }
+  $("legend-title").hidden = false;
+}"""
 
-def _handler(demo: SegmentationDemo):
+DET_CONTROLS = ('<label>score threshold <input type="range" id="threshold" min="0" max="100" value="{{THRESH}}">'
+                ' <output id="threshold-value"></output></label>')
+DET_RESULT = """<div id="stage" hidden><img id="boxes" alt="the image with the detected boxes"></div>
+  <div><h3 id="detections-title" hidden></h3>
+  <table id="detections"><thead><tr><th>class</th><th>score</th><th>x1</th><th>y1</th><th>x2</th><th>y2</th></tr>
+  </thead><tbody></tbody></table></div>"""
+DET_SCRIPT = """function thresh(){ return ($("threshold").value / 100).toFixed(2); }
+function showThresh(){ $("threshold-value").textContent = thresh(); }
+$("threshold").addEventListener("input", showThresh); showThresh();
+$("threshold").addEventListener("change", () => { if (last) run(last[0], last[1]); });
+function query(){ return "?score_thresh=" + thresh(); }
+function show(j){
+  $("boxes").src = j.image; $("stage").hidden = false; $("stage").dataset.name = j.name;
+  const body = $("detections").tBodies[0]; body.innerHTML = "";
+  for (const d of j.detections) {
+    const tr = body.insertRow(); tr.className = "det-row";
+    for (const v of [d["class"], d.score.toFixed(3), ...d.box.map((x) => x.toFixed(1))])
+      tr.insertCell().textContent = v;
+  }
+  $("detections-title").textContent = j.detections.length + " detection(s) with score >= " +
+    j.score_thresh.toFixed(2) + " (" + j.total + " in all)";
+  $("detections-title").hidden = false;
+}"""
+
+
+def _handler(demo):
     class Handler(BaseHTTPRequestHandler):
         server_version = "setr-app"
 
@@ -166,8 +287,10 @@ def _handler(demo: SegmentationDemo):
                 self._json(404, {"error": f"{path}: not found"})
 
         def do_POST(self):  # noqa: N802
-            if self.path.split("?", 1)[0] != "/predict":
-                return self._json(404, {"error": f"{self.path}: not found"})
+            path, _, qs = self.path.partition("?")
+            if path != "/predict":
+                return self._json(404, {"error": f"{path}: not found"})
+            options = {k: v[-1] for k, v in parse_qs(qs).items()}
             name = unquote(self.headers.get("X-Filename") or "upload")
             try:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -178,7 +301,7 @@ def _handler(demo: SegmentationDemo):
                                                  f"{MAX_UPLOAD // 2**20} MB this demo takes"})
             data = self.rfile.read(length)
             try:
-                result = demo.predict(data, name)
+                result = demo.predict(data, name, options)
             except SetrError as exc:
                 return self._json(400, {"error": str(exc)})
             except Exception as exc:  # noqa: BLE001 - the page shows the reason; the server keeps serving
@@ -189,7 +312,7 @@ def _handler(demo: SegmentationDemo):
     return Handler
 
 
-def make_server(demo: SegmentationDemo, port: int = 7860) -> ThreadingHTTPServer:
+def make_server(demo, port: int = 7860) -> ThreadingHTTPServer:
     """A server bound to 127.0.0.1:``port`` (0: any free port; read ``server.server_port``)."""
     try:
         server = ThreadingHTTPServer((HOST, port), _handler(demo))

@@ -149,15 +149,17 @@ def test_the_command_needs_a_model(capsys):
 def test_the_command_takes_a_pretrained_folder(tmp_path, capsys):
     import argparse
 
-    from setr.cli.app import _segmenter
+    from setr.cli.app import _load
     from setr.cli import main
 
     seg = tiny_segmenter()
     seg.save_pretrained(tmp_path / "folder")
     args = argparse.Namespace(model=str(tmp_path / "folder"), checkpoint=None, preset=None, set=[], device=None,
-                              precision="fp32", window_batch=None)
-    loaded, what = _segmenter(args)
-    assert what == str(tmp_path / "folder") and str(loaded.device) == "cpu" and loaded.cfg.num_classes == 3
+                              precision="fp32", window_batch=None, random_weights=False, score_thresh=None,
+                              trust_checkpoint=False)
+    kind, loaded, what = _load(args)
+    assert kind == "segmentation" and what == str(tmp_path / "folder") and str(loaded.device) == "cpu"
+    assert loaded.cfg.num_classes == 3
     assert main(["app", str(tmp_path / "folder"), "--preset", "setr_demo_pup_tiny_64x64_shapes"]) == 1
     assert capsys.readouterr().err.strip() == ("setr app: error: give either MODEL (a pretrained folder or Hub repo "
                                                "id) or --preset/--checkpoint, not both")
