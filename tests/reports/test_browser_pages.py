@@ -1,7 +1,9 @@
 """What a person sees, checked in headless Chromium (Debian's chromium + chromium-driver, driven by Selenium;
 nothing is downloaded at test time): the report page's charts and pictures load, its class table has one row
 per class and its gallery the N worst images; in the demo page an uploaded image gives an overlay of the
-image's size, the opacity slider works, a file that is not an image gets its message.
+image's size, the opacity slider works, a file that is not an image gets its message; in the detector's
+page the picture with the boxes has the image's size, the detections list has entries, the threshold slider
+empties it.
 
 Without the browser these tests skip with one line saying what to install; `make test` installs it where it can
 and sets SETR_BROWSER_TESTS=required, under which a missing browser is a failure."""
@@ -130,3 +132,53 @@ def test_demo_page_upload_overlay_slider_and_errors(browser, app_url, tmp_path):
     browser.find_element(By.CSS_SELECTOR, "button.example").click()
     wait_for(browser, "return document.getElementById('mask').naturalWidth === 48 && "
                       "document.getElementById('error').textContent === ''")
+
+
+@pytest.fixture
+def detector_url():
+    from setr.app import DetectionDemo, default_examples, make_server
+
+    from test_app import tiny_detector
+
+    srv = make_server(DetectionDemo(tiny_detector(), default_examples(1, 48), title="tiny detector"), 0)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_port}/"
+    srv.shutdown()
+    srv.server_close()
+    thread.join(5)
+
+
+def test_detector_page_upload_boxes_list_threshold(browser, detector_url, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    photo = tmp_path / "street.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 255, (50, 80, 3), dtype=np.uint8)).save(photo)
+    browser.get(detector_url)
+    assert browser.find_element(By.ID, "threshold-value").text == "0.30"
+    browser.find_element(By.ID, "file").send_keys(str(photo))
+    wait_for(browser, "const m = document.getElementById('boxes'); return m.complete && m.naturalWidth > 0;")
+    size = browser.execute_script("const m = document.getElementById('boxes'); "
+                                  "return [m.naturalWidth, m.naturalHeight];")
+    assert size == [80, 50]
+    rows = browser.execute_script("return Array.from(document.querySelectorAll('#detections tr.det-row'))"
+                                  ".map(r => Array.from(r.cells).map(c => c.textContent));")
+    assert rows
+    for cells in rows:
+        assert len(cells) == 6 and cells[0] in ("circle", "square") and 0.3 <= float(cells[1]) <= 1
+        x1, y1, x2, y2 = map(float, cells[2:])
+        assert 0 <= x1 <= x2 <= 80 and 0 <= y1 <= y2 <= 50
+    assert browser.find_element(By.ID, "detections-title").text.startswith(f"{len(rows)} detection(s) with score "
+                                                                           ">= 0.30")
+    # the slider at its top: nothing left above it, the list empties
+    browser.find_element(By.ID, "threshold").send_keys(Keys.END)
+    wait_for(browser, "return document.querySelectorAll('#detections tr.det-row').length === 0")
+    assert browser.find_element(By.ID, "detections-title").text.startswith("0 detection(s) with score >= 1.00")
+    # a file that is not an image: the one-line message
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a picture")
+    browser.find_element(By.ID, "file").send_keys(str(notes))
+    wait_for(browser, "return document.getElementById('error').textContent.length > 0")
+    assert browser.find_element(By.ID, "error").text == ("notes.txt: not a readable image (not an image OpenCV or "
+                                                         "Pillow can decode)")
