@@ -88,8 +88,8 @@ def _detector(args: argparse.Namespace, device: str):
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    from ..app import DEFAULT_SCORE_THRESH, DetectionDemo, SegmentationDemo, default_examples, examples_from, \
-        make_server
+    from ..app import (DEFAULT_SCORE_THRESH, DetectionDemo, SegmentationDemo, default_examples, examples_from,
+                       make_server)
 
     examples = examples_from(args.examples) if args.examples else None
     kind, model, what = _load(args)
