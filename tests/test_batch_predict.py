@@ -97,9 +97,9 @@ def test_workers_decode_and_batches_group_equal_sizes(images, tmp_path, monkeypa
 def test_torchrun_two_cpu_processes_write_exactly_what_one_process_writes(images, tmp_path):
     from setr.model_files import save_model
     from setr.config import build_model
-    from setr.presets import get_preset
+    from setr import presets
 
-    preset = get_preset(DEMO)
+    preset = presets.get(DEMO)
     torch.manual_seed(0)
     ckpt = save_model(build_model(preset.model, with_aux=False), preset.model, tmp_path / "demo.safetensors")
     args = ["predict", DEMO, *map(str, images), "-c", str(ckpt), "--device", "cpu", "--precision", "fp32",

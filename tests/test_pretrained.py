@@ -92,9 +92,9 @@ def test_model_card_has_preset_params_results_licence_and_loading(tmp_path):
 
 def test_card_of_a_preset_with_original_results():
     from setr.pretrained import model_card
-    from setr.presets import get_preset
+    from setr import presets
 
-    p = get_preset("SETR_PUP_512x512_160k_ade20k_bs_16")
+    p = presets.get("SETR_PUP_512x512_160k_ade20k_bs_16")
     conf = {"kind": "segmentation", "preset": p.name, "model": p.model.to_dict(), "num_parameters": 123}
     card = model_card(conf)
     assert "| SETR_PUP_512x512_160k_ade20k_bs_16 | ade20k | 48.62 | 50.09 |" in card
@@ -103,9 +103,9 @@ def test_card_of_a_preset_with_original_results():
 
 def test_segmentation_model_with_aux_heads(tmp_path):
     from setr.config import build_model
-    from setr.presets import get_preset
+    from setr import presets
 
-    preset = get_preset(DEMO)
+    preset = presets.get(DEMO)
     torch.manual_seed(0)
     model = build_model(preset.model, with_aux=True).eval()
     folder = save_pretrained(model, tmp_path / "aux", config=preset)
@@ -211,9 +211,9 @@ def test_timm_hlg_records_variant_and_data_config(tmp_path):
 # ------------------------------------------------------------------------------------------------- detection
 def test_retinanet_hlg_round_trip_folder_and_repo_id(tmp_path, offline):
     from setr.detection.model import build_retinanet_hlg
-    from setr.presets.detection import get_detection_preset
+    from setr import presets
 
-    preset = get_detection_preset("retinanet_hlg_tiny_test")
+    preset = presets.get("retinanet_hlg_tiny_test", "detection")
     torch.manual_seed(0)
     model = build_retinanet_hlg(preset.model, 3).eval()
     with torch.no_grad():  # non-trivial scores so the comparison covers boxes, not only an empty list
@@ -328,9 +328,9 @@ def test_torch_hub_load_local_hlg_and_retinanet(tmp_path):
 
 
 def _det_preset():
-    from setr.presets.detection import get_detection_preset
+    from setr import presets
 
-    return get_detection_preset("retinanet_hlg_tiny_test")
+    return presets.get("retinanet_hlg_tiny_test", "detection")
 
 
 # ------------------------------------------------------------------------------------------------- convert-weights
@@ -344,9 +344,9 @@ def run_cli(capsys, *argv):
 
 def test_convert_original_setr_checkpoint(tmp_path, capsys):
     from setr.config import build_model
-    from setr.presets import get_preset
+    from setr import presets
 
-    preset = get_preset(DEMO)
+    preset = presets.get(DEMO)
     torch.manual_seed(0)
     model = build_model(preset.model, with_aux=True)
     sd = dict(model.state_dict())
@@ -390,9 +390,9 @@ def test_convert_hlg_imagenet_checkpoint(tmp_path, capsys):
 def test_convert_our_segmentation_checkpoints(tmp_path, capsys):
     from setr.model_files import save_model
     from setr.config import build_model
-    from setr.presets import get_preset
+    from setr import presets
 
-    preset = get_preset(DEMO)
+    preset = presets.get(DEMO)
     torch.manual_seed(0)
     model = build_model(preset.model, with_aux=True)
     save_model(model, preset.model, tmp_path / "final.safetensors")
@@ -433,9 +433,9 @@ def test_segmentor_methods_round_trip(tmp_path):
     """The same on the segmentation model itself: ``EncoderDecoder.save_pretrained`` / ``from_pretrained``."""
     from setr.config import build_model
     from setr.models.segmentor import EncoderDecoder
-    from setr.presets import get_preset
+    from setr import presets
 
-    preset = get_preset(DEMO)
+    preset = presets.get(DEMO)
     torch.manual_seed(0)
     model = build_model(preset.model, with_aux=False).eval()
     folder = model.save_pretrained(tmp_path / "seg", config=preset)

@@ -118,7 +118,7 @@ class Segmenter:
         self.class_names, self.palette = classes_and_palette(cfg.dataset, cfg.num_classes, cfg.class_names)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | os.PathLike, preset: str | None = None,
+    def from_checkpoint(cls, checkpoint: str | os.PathLike, preset=None,
                         overrides: Sequence[str] = (), trust_checkpoint: bool = False, **kwargs) -> "Segmenter":
         """From one of our checkpoints (config inside), or an original SETR checkpoint plus its preset name.
         ``.pth`` files are read with ``weights_only=True``; ``trust_checkpoint=True`` also unpickles other Python
@@ -126,13 +126,14 @@ class Segmenter:
 
         ``overrides`` are ``--set`` strings (``"model.backbone.embed_dim=64"``, ``"model.test.aug=true"``,
         ``"model.test.flip_directions=[horizontal,vertical]"``) applied to the preset, or to the config stored in
-        one of our checkpoints."""
+        one of our checkpoints. ``preset`` may also be a ``Preset`` object with those overrides already applied."""
         from .model_files import config_for, load_model, read_config
         from .overrides import apply_model_overrides
-        from .presets import resolved_preset
+        from .presets import with_overrides
 
         if preset:
-            preset_cfg = resolved_preset(preset, overrides).model
+            preset_cfg = (with_overrides(preset, overrides, "segmentation") if isinstance(preset, str)
+                          else preset).model
             cfg = config_for(checkpoint, preset_cfg)
             if cfg is not preset_cfg:  # one of ours: its stored config, with the same overrides on top
                 cfg = apply_model_overrides(cfg, overrides)
@@ -149,9 +150,9 @@ class Segmenter:
         """A preset's model (``overrides`` as ``--set``), with weights from ``checkpoint`` (random without one)."""
         if checkpoint is not None:
             return cls.from_checkpoint(checkpoint, preset, overrides=overrides, **kwargs)
-        from .presets import resolved_preset
+        from .presets import with_overrides
 
-        cfg = resolved_preset(preset, overrides).model
+        cfg = with_overrides(preset, overrides, "segmentation").model
         return cls(build_model(cfg, with_aux=False), cfg, **kwargs)
 
     # ------------------------------------------------------------------

@@ -590,7 +590,7 @@ def _segmentation_from_state(path: Path, sd: dict, preset: str):
 
 
 def _classification_from_state(path: Path, sd: dict, preset: str | None, trained_as: str | None, class_names):
-    from .models.classifier import load_hlg_checkpoint
+    from .models.hlg_timm import load_hlg_checkpoint
 
     variant = preset.lower().removeprefix("hlg_") if preset is not None else None
     model, arch = load_hlg_checkpoint(sd, variant, source=str(path))

@@ -17,7 +17,7 @@ from setr.engine.losses import plain_seg_cross_entropy, seg_cross_entropy, segme
 from setr.engine.common import build_optimizer
 from setr.models.heads.common import deferred
 from setr.overrides import apply_overrides
-from setr.presets import get_preset
+from setr import presets
 
 from conftest import tiny_sets
 
@@ -92,7 +92,7 @@ def test_upsampled_pieces_are_bit_for_bit_the_whole_map(layout, scale):
 
 
 def _tiny_model(name="SETR_PUP_768x768_40k_cityscapes_bs_8"):
-    preset = get_preset(name)
+    preset = presets.get(name)
     preset = apply_overrides(preset, tiny_sets(preset))
     torch.manual_seed(0)
     return preset, build_model(preset.model, with_aux=True).train()

@@ -10,13 +10,13 @@ from setr.cli import main
 from setr.config import build_model
 from setr.data.synthetic import write_ade20k, write_cityscapes
 from setr.overrides import apply_overrides
-from setr.presets import get_preset
+from setr import presets
 
 from conftest import tiny_sets
 
 
 def tiny_checkpoint(name, path):
-    preset = get_preset(name)
+    preset = presets.get(name)
     sets = tiny_sets(preset)
     apply_overrides(preset, sets)
     model = build_model(preset.model, with_aux=False)
@@ -29,7 +29,7 @@ def test_cityscapes_format_matches_cityscapesscripts(tmp_path, capsys):
     root = write_cityscapes(tmp_path / "cs", n_train=1, n_val=3, size=(64, 128))
     name = "SETR_PUP_768x768_40k_cityscapes_bs_8"
     ckpt, sets = tiny_checkpoint(name, tmp_path / "model.safetensors")
-    assert main(["test", name, str(ckpt), "--data-root", str(root), "--json", str(tmp_path / "m.json"),
+    assert main(["test", name, "-c", str(ckpt), "--data-root", str(root), "--json", str(tmp_path / "m.json"),
                  "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "mIoU" in out and "road" in out and "bicycle" in out
@@ -37,7 +37,7 @@ def test_cityscapes_format_matches_cityscapesscripts(tmp_path, capsys):
     assert set(ours) >= {"aAcc", "mIoU", "mAcc", "per_class"} and ours["num_images"] == 3
 
     sub = tmp_path / "submission"
-    assert main(["test", name, str(ckpt), "--data-root", str(root), "--format-only", "--out", str(sub),
+    assert main(["test", name, "-c", str(ckpt), "--data-root", str(root), "--format-only", "--out", str(sub),
                  "--no-progress"]) == 0
     files = sorted(sub.glob("*.png"))
     assert [f.name for f in files] == sorted(p.name for p in (root / "leftImg8bit" / "val").rglob("*.png"))
@@ -58,7 +58,7 @@ def test_ade20k_format_is_value_plus_one_and_aug_test(tmp_path, capsys):
     name = "SETR_MLA_512x512_160k_ade20k_bs_16_MS"
     ckpt, sets = tiny_checkpoint(name, tmp_path / "model.safetensors")
     sub = tmp_path / "sub"
-    assert main(["test", name, str(ckpt), "--data-root", str(root), "--out", str(sub), "--no-progress",
+    assert main(["test", name, "-c", str(ckpt), "--data-root", str(root), "--out", str(sub), "--no-progress",
                  "--show-dir", str(tmp_path / "show")]) == 0
     out = capsys.readouterr().out
     assert "wrote 2 prediction files" in out
@@ -74,10 +74,10 @@ def test_original_format_checkpoint_with_preset_and_set(tmp_path, capsys):
 
     root = write_ade20k(tmp_path / "ade", n_train=1, n_val=1)
     name = "SETR_Naive_512x512_160k_ade20k_bs_16"
-    preset = get_preset(name)
+    preset = presets.get(name)
     sets = tiny_sets(preset)
     apply_overrides(preset, sets)
     torch.save({"state_dict": build_model(preset.model).state_dict()}, tmp_path / "iter_8.pth")
-    assert main(["test", name, str(tmp_path / "iter_8.pth"), "--data-root", str(root), "--mode", "whole",
+    assert main(["test", name, "-c", str(tmp_path / "iter_8.pth"), "--data-root", str(root), "--mode", "whole",
                  "--no-progress", "--set", *sets]) == 0
     assert (tmp_path / "iter_8_val_metrics.json").is_file()

@@ -48,18 +48,18 @@ def make_data(task: str, root: Path) -> Path:
 
 def seg_sets(sets=()) -> list[str]:
     from conftest import tiny_sets
-    from setr.presets import get_preset
+    from setr import presets
 
-    return tiny_sets(get_preset(SEG_PRESET), crop=32, depth=2) + [
+    return tiny_sets(presets.get(SEG_PRESET), crop=32, depth=2) + [
         "model.backbone.drop_path_rate=0.1", f"train.iters={ITERS}", "train.checkpoint_interval=1",
         f"train.eval_interval={ITERS}", "train.keep_checkpoints=0"] + list(sets)
 
 
 def seg_preset(sets=()):
     from setr.overrides import apply_overrides
-    from setr.presets import get_preset
+    from setr import presets
 
-    p = get_preset(SEG_PRESET)
+    p = presets.get(SEG_PRESET)
     apply_overrides(p, seg_sets(sets))
     return p
 
@@ -87,10 +87,10 @@ def cls_recipe(sets=()):
 
 
 def det_preset(sets=()):
-    from setr.detection import get_detection_preset
+    from setr import presets
     from setr.overrides import apply_overrides
 
-    p = get_detection_preset(DET_PRESET)
+    p = presets.get(DET_PRESET, "detection")
     apply_overrides(p, ["train.epochs=3", "train.batch_size=4", "train.warmup_iters=3", "train.milestones=[2]",
                         "model.train_min_sizes=[48,64]", "model.max_size=64", "model.test_min_size=64",
                         "model.fpn_channels=32", "model.drop_path_rate=0.1", "train.checkpoint_interval=1",
@@ -101,7 +101,7 @@ def det_preset(sets=()):
 def run(task: str, root, work, resume=None, sets=(), overwrite=False, seed=0):
     """Train ``task`` with the test sizes; returns what the public function returns."""
     if task == "seg":
-        from setr.engine.trainer import train
+        from setr.engine.segmentation import train
 
         return train(seg_preset(sets), root, work, resume=resume, overwrite=overwrite, seed=seed, progress=False,
                      validate=False)
@@ -118,7 +118,7 @@ def run(task: str, root, work, resume=None, sets=(), overwrite=False, seed=0):
 
 def task_class(task: str):
     if task == "seg":
-        from setr.engine.trainer import SegmentationTask as T
+        from setr.engine.segmentation import SegmentationTask as T
     elif task == "cls":
         from setr.engine.classification import ClassificationTask as T
     else:

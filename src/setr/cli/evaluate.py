@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from .. import argtypes
+from .common import add_json, emit_json
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -15,7 +16,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     names = class_names_from(args.classes, args.num_classes) if args.classes else None
     metrics = evaluate_folders(args.pred_dir, args.gt_dir, args.num_classes, args.reduce_zero_label,
                                args.ignore_index, class_names=names, ignore_out_of_range=args.ignore_out_of_range)
-    print(to_json(metrics) if args.json else format_table(metrics))
+    if args.json:
+        emit_json(args.json, None, to_json(metrics))
+    else:
+        print(format_table(metrics))
     return 0
 
 
@@ -31,5 +35,5 @@ def register(sub) -> None:
                         "ade20k, pascal_context")
     p.add_argument("--ignore-out-of-range", action="store_true",
                    help="leave label values outside --num-classes out of every class instead of refusing them")
-    p.add_argument("--json", action="store_true")
+    add_json(p, "the metrics")
     p.set_defaults(func=cmd_evaluate)

@@ -5,7 +5,8 @@ import argparse
 import sys
 
 from .. import argtypes
-from .common import add_device, add_flip_directions, add_speed_options, add_trust
+from .common import (add_batch_size, add_checkpoint, add_device, add_flip_directions, add_preset, add_set,
+                     add_speed_options, add_trust)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -14,6 +15,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from ..outputs import ensure_writable_dir
 
+    from ..presets import resolve_name
+
+    resolve_name(args.preset, "segmentation")  # a preset of another task names the command that owns it
     find_images(args.inputs)  # fail on a bad input before loading a large model
     ensure_writable_dir(args.out, "--out")
     from ..batch_predict import format_summary, local_device, predict_files
@@ -34,19 +38,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("predict", help="segment images or folders: <stem>.png label maps and <stem>_overlay.jpg")
-    p.add_argument("preset")
+    add_preset(p, "segmentation")
     p.add_argument("inputs", nargs="+", help="image files or folders")
-    p.add_argument("--checkpoint", "-c", help="our .safetensors checkpoint or an original SETR .pth")
+    add_checkpoint(p, help="our .safetensors checkpoint or an original SETR .pth")
     p.add_argument("--out", "-o", required=True, help="output folder")
     p.add_argument("--mode", choices=("whole", "slide"), help="default: the preset's (slide)")
     p.add_argument("--aug", action="store_true", help="multi-scale + flip test")
     add_flip_directions(p)
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="override preset values (model.*; e.g. model.test.img_scale=[1024,512])")
+    add_set(p, "test.img_scale=[1024,512]")
     add_speed_options(p)
     p.add_argument("--compile", action="store_true", help="torch.compile the network (slow first image)")
-    p.add_argument("--batch-size", type=argtypes.positive_int, default=1,
-                   help="images per forward pass (consecutive images of equal size; default 1)")
+    add_batch_size(p, 1, help="images per forward pass (consecutive images of equal size; default 1)")
     p.add_argument("--workers", type=argtypes.nonneg_int, default=2,
                    help="image-decoding worker processes per process (default 2; 0 decodes in the main process)")
     p.add_argument("--no-progress", action="store_true")

@@ -89,9 +89,9 @@ def train(preset: Preset, data_root: str | Path, work_dir: str | Path, *, resume
     """Train ``preset`` on ``data_root`` in ``work_dir`` (the loop: :func:`setr.engine.loop.run_training`).
     ``resume``: True for the newest checkpoint of the work dir, or a path; ``overwrite`` discards another run's
     checkpoints in ``work_dir`` instead of refusing to start."""
-    import os
+    from ..dist import launch_env
 
-    validate_preset(preset, int(os.environ.get("WORLD_SIZE", "1")))
+    validate_preset(preset, launch_env()[1])
     task = SegmentationTask(preset, Path(data_root), Path(work_dir), load_from, pretrained, seed, progress, validate)
     result = run_training(task, work_dir, resume=resume, overwrite=overwrite, amp=amp, device=device,
                           progress=progress)
