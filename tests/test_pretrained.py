@@ -15,7 +15,7 @@ import torch
 from setr import Segmenter
 from setr.errors import SetrError
 from setr.models.hlg import HLG
-from setr.pretrained import (CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, from_pretrained, load_pretrained,
+from setr.hub import (CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, from_pretrained, load_pretrained,
                              save_pretrained)
 
 DEMO = "setr_demo_pup_tiny_64x64_shapes"
@@ -91,7 +91,7 @@ def test_model_card_has_preset_params_results_licence_and_loading(tmp_path):
 
 
 def test_card_of_a_preset_with_original_results():
-    from setr.pretrained import model_card
+    from setr.hub.card import model_card
     from setr import presets
 
     p = presets.get("SETR_PUP_512x512_160k_ade20k_bs_16")
@@ -172,23 +172,43 @@ def test_bad_folders_are_one_line_errors(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------- classification
-def test_hlg_classifier_round_trip_folder_and_repo_id(tmp_path, offline):
+def test_hlg_classifier_round_trip_folder_and_repo_id(tmp_path, offline, monkeypatch):
+    """HLG folders are timm's own hub format: HLG.from_pretrained and timm.create_model("hf-hub:...") both load
+    them, from a folder and from a Hub cache (offline)."""
+    import huggingface_hub.constants as constants
+    import timm
+
     torch.manual_seed(0)
     model = HLG(**TINY_HLG, num_classes=5).eval()
     folder = model.save_pretrained(tmp_path / "hlg", class_names=list("abcde"))
+    assert sorted(p.name for p in folder.iterdir()) == [CARD_NAME, CONFIG_NAME, WEIGHTS_NAME]
+    assert "library_name: timm" in (folder / CARD_NAME).read_text()
     conf = json.loads((folder / CONFIG_NAME).read_text())
-    assert conf["kind"] == "classification" and conf["variant"] is None
-    assert conf["model"]["depths"] == [1, 2, 1, 1] and conf["class_names"] == list("abcde")
-    assert "pipeline_tag: image-classification" in (folder / CARD_NAME).read_text()
+    assert conf["architecture"] == "hlg_tiny" and conf["num_classes"] == 5  # no variant has these dims: args say
+    assert conf["model_args"]["depths"] == [1, 2, 1, 1] and conf["model_args"]["embed_dims"] == [16, 32, 64, 128]
+    assert conf["pretrained_cfg"]["label_names"] == list("abcde")
+    assert conf["pretrained_cfg"]["input_size"] == [3, 224, 224]
+    from safetensors import safe_open
+
+    with safe_open(str(folder / WEIGHTS_NAME), "pt") as f:  # timm's key names: the model's own state dict
+        assert sorted(f.keys()) == sorted(model.state_dict())
     x = torch.randn(2, 3, 56, 72)
     with torch.no_grad():
         want = model(x)
-        again = HLG.from_pretrained(folder)
-        torch.testing.assert_close(again(x), want, rtol=0, atol=0)
+        torch.testing.assert_close(HLG.from_pretrained(folder)(x), want, rtol=0, atol=0)
+        torch.testing.assert_close(timm.create_model(f"local-dir:{folder}", pretrained=True).eval()(x), want,
+                                   rtol=0, atol=0)
         cache = hub_cache(folder, tmp_path / "hub", "org/hlg-tiny-test")
         cached = HLG.from_pretrained("org/hlg-tiny-test", cache_dir=cache)
         torch.testing.assert_close(cached(x), want, rtol=0, atol=0)
-    assert cached.setr_config["class_names"] == list("abcde")
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+        with_timm = timm.create_model("hf-hub:org/hlg-tiny-test", pretrained=True).eval()
+        torch.testing.assert_close(with_timm(x), want, rtol=0, atol=0)
+    assert cached.pretrained_cfg["label_names"] == list("abcde")
+    # the package's save_pretrained adds the model card
+    card = save_pretrained(model, tmp_path / "hlg2", class_names=list("abcde")) / CARD_NAME
+    assert "pipeline_tag: image-classification" in card.read_text()
+    assert 'timm.create_model("hf-hub:PATH_OR_REPO_ID", pretrained=True)' in card.read_text()
 
 
 def test_timm_hlg_records_variant_and_data_config(tmp_path):
@@ -196,13 +216,12 @@ def test_timm_hlg_records_variant_and_data_config(tmp_path):
 
     with torch.device("meta"):
         model = timm.create_model("hlg_large", num_classes=10)
-    from setr.pretrained import describe
+    from setr.hub import describe
 
     kind, _, conf = describe(model)
     assert kind == "classification" and conf["variant"] == "hlg_large" and conf["preset"] == "hlg_large"
-    assert conf["data"]["input_size"] == [3, 224, 224] and conf["data"]["interpolation"] == "bicubic"
     assert conf["num_parameters"] == sum(p.numel() for p in model.parameters())
-    from setr.pretrained import model_card
+    from setr.hub.card import model_card
 
     card = model_card(conf)
     assert "| hlg_large | 84M | 15.9 |" in card
@@ -295,16 +314,16 @@ def test_torch_hub_load_local_segmentation(tmp_path):
     folder = seg.save_pretrained(tmp_path / "demo", preset=DEMO)
     image = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
 
-    loaded = hub_load("setr_pup", pretrained=str(folder))
+    loaded = hub_load("setr_pup", weights=str(folder))
     assert isinstance(loaded, Segmenter) and loaded.preset == DEMO
     assert np.array_equal(loaded.predict(image), seg.predict(image))
-    module = hub_load("setr_pup", pretrained=str(folder), segmenter=False)
+    module = hub_load("setr_pup", weights=str(folder), segmenter=False)
     assert isinstance(module, torch.nn.Module)
 
     random_init = hub_load("setr_pup", preset=DEMO)  # preset only: random weights
     assert random_init.cfg.num_classes == seg.cfg.num_classes
     with pytest.raises(SetrError, match="is a pup model; use the setr_pup entry point"):
-        hub_load("setr_naive", pretrained=str(folder))
+        hub_load("setr_naive", weights=str(folder))
     with pytest.raises(SetrError, match="use the setr_pup entry point"):
         hub_load("setr_mla", preset=DEMO)
 
@@ -315,14 +334,14 @@ def test_torch_hub_load_local_hlg_and_retinanet(tmp_path):
     folder = model.save_pretrained(tmp_path / "hlg")
     x = torch.randn(1, 3, 48, 48)
     with torch.no_grad():
-        torch.testing.assert_close(hub_load("hlg", pretrained=str(folder))(x), model(x), rtol=0, atol=0)
+        torch.testing.assert_close(hub_load("hlg", weights=str(folder))(x), model(x), rtol=0, atol=0)
     feats = hub_load("hlg", "hlg_tiny", features_only=True, out_indices=(2, 3))
     assert feats.feature_info.channels() == [256, 512]
 
     det = hub_load("retinanet_hlg", "retinanet_hlg_tiny_test", num_classes=2)
     assert det.head.classification_head.num_classes == 2 and not det.training
     folder = save_pretrained(det, tmp_path / "det", config=_det_preset())
-    again = hub_load("retinanet_hlg", pretrained=str(folder))
+    again = hub_load("retinanet_hlg", weights=str(folder))
     for (k, a), (k2, b) in zip(det.state_dict().items(), again.state_dict().items()):
         assert k == k2 and torch.equal(a, b)
 
@@ -378,7 +397,7 @@ def test_convert_hlg_imagenet_checkpoint(tmp_path, capsys):
     assert code == 0, err
     assert "classification" in out and "max abs difference 0 on a random 1x3x64x64 input" in out
     again = HLG.from_pretrained(tmp_path / "hlg")
-    assert again.setr_config["class_names"] == ["ant", "bee", "cat"]
+    assert again.pretrained_cfg["label_names"] == ["ant", "bee", "cat"]
     x = torch.randn(1, 3, 40, 40)
     with torch.no_grad():
         torch.testing.assert_close(again(x), model(x), rtol=0, atol=0)

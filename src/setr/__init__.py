@@ -5,6 +5,7 @@ from .config import ModelConfig, build_model
 from .errors import SetrError
 from .inference import Segmenter, read_image
 from .models import hlg_timm as _register_hlg_with_timm  # noqa: F401  (timm.create_model("hlg_tiny"))
+from . import hub as _hub  # noqa: F401  (registers the pretrained-folder formats)
 from . import presets
 
 __all__ = ["ModelConfig", "Segmenter", "SetrError", "build_model", "load_model", "presets",

@@ -26,6 +26,7 @@ from .data.transforms import flip as flip_image
 from .data.transforms import normalise as normalise_image
 from .data.transforms import resize_image, scaled_sizes
 from .errors import SetrError
+from .io.hub import HubMixin
 from .io.images import read_image  # noqa: F401  (public: setr.inference.read_image, setr.read_image)
 
 FLIP_DIRECTIONS = ("horizontal", "vertical")
@@ -90,8 +91,11 @@ def views_for(ori_hw: tuple[int, int], test_cfg, aug: bool) -> list[View]:
 
 
 # --------------------------------------------------------------------------- the segmenter
-class Segmenter:
-    """A model plus its test pipeline."""
+class Segmenter(HubMixin):
+    """A model plus its test pipeline (``save_pretrained`` / ``from_pretrained`` / ``push_to_hub``: a pretrained
+    folder, through :class:`setr.io.hub.HubMixin`)."""
+
+    _hub_kind = "segmenter"
 
     def __init__(self, model: nn.Module, cfg: ModelConfig, device: str | torch.device = "cpu",
                  mode: str | None = None, aug: bool | None = None, window_batch: int | None = None,
@@ -257,21 +261,10 @@ class Segmenter:
 
         return predict_files(self, inputs, out_dir, workers=0, progress=progress, distributed=False)["written"]
 
-    # ------------------------------------------------------------------ pretrained folders (setr.pretrained)
+    # ------------------------------------------------------------------ pretrained folders (setr.hub)
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> Path:
         """``config.json`` + ``model.safetensors`` + ``README.md`` (``preset=``, ``push_to_hub=True, repo_id=``)."""
-        from .pretrained import save_pretrained
-
         if self.precision == "int8":
             raise SetrError("save_pretrained: this Segmenter runs int8 layers built from the weights at load time; "
                             "save from one created with precision='fp32' or 'auto'")
-
-        return save_pretrained(self, save_directory, **kwargs)
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs) -> "Segmenter":
-        """From a pretrained folder or a Hugging Face Hub repo id (revision, cache_dir, local_files_only, token
-        go to the download; device, mode, precision, ... to the Segmenter)."""
-        from .pretrained import segmenter_from_pretrained
-
-        return segmenter_from_pretrained(cls, name_or_path, **kwargs)
+        return super().save_pretrained(save_directory, **kwargs)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..io.hub import HubMixin
 from .heads.common import deferred, resize
 
 
@@ -34,7 +35,13 @@ def slide_windows(height: int, width: int, crop: Sequence[int], stride: Sequence
     return windows
 
 
-class EncoderDecoder(nn.Module):
+class EncoderDecoder(HubMixin, nn.Module):
+    """Backbone + decode head (+ auxiliary heads for training). ``save_pretrained(folder, config=ModelConfig or
+    Preset)``, ``from_pretrained(folder or repo id)`` and ``push_to_hub`` come from :class:`setr.io.hub.HubMixin`
+    (the folder format: :mod:`setr.hub`)."""
+
+    _hub_kind = "segmentation"
+
     def __init__(self, backbone: nn.Module, decode_head: nn.Module, auxiliary_head: Sequence[nn.Module] = (),
                  num_classes: int | None = None, align_corners: bool = False):
         super().__init__()
@@ -150,24 +157,3 @@ class EncoderDecoder(nn.Module):
             probs = self.inference(img, mode, crop, stride, ori_hw, flip, window_batch)
             total = probs if total is None else total + probs
         return total / len(imgs)
-
-    # ------------------------------------------------------------------ pretrained folders (setr.pretrained)
-    def save_pretrained(self, save_directory: str, config=None, **kwargs):
-        """Write ``config.json``, ``model.safetensors`` and a ``README.md`` model card; ``config`` is the
-        ``ModelConfig`` (or ``Preset``) the model was built from (see :func:`setr.pretrained.save_pretrained`)."""
-        from ..pretrained import save_pretrained
-
-        return save_pretrained(self, save_directory, config=config, **kwargs)
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str, **kwargs) -> "EncoderDecoder":
-        """A segmentor from a pretrained folder or a Hugging Face Hub repo id (see :func:`setr.pretrained`)."""
-        from ..pretrained import from_pretrained
-
-        return from_pretrained(name_or_path, kind="segmentation", **kwargs)
-
-    def push_to_hub(self, repo_id: str, config=None, **kwargs) -> str:
-        """Save to a temporary folder and upload it to ``repo_id`` on the Hugging Face Hub."""
-        from ..pretrained import push_to_hub
-
-        return push_to_hub(self, repo_id, config=config, **kwargs)
