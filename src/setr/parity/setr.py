@@ -118,8 +118,9 @@ def check_setr_case(case: Mapping[str, Any], device: str = "cpu") -> list[Output
     grid = model.backbone.token_grid(img.shape[-2:])
     size = img.shape[-2:]
     add("backbone_outs", lambda: feats)
-    add("decode_head_out", lambda: model.decode_head(feats, out_size=size, grid=grid))
-    add("aux_head_outs", lambda: [h(feats, out_size=size, grid=grid) for h in model.auxiliary_head])
+    # each head's own output, at the head's natural size (PUP: 16x the token grid, not necessarily the image's)
+    add("decode_head_out", lambda: model.decode_head(feats, grid=grid))
+    add("aux_head_outs", lambda: [h(feats, grid=grid) for h in model.auxiliary_head])
     whole = model.whole_inference(img, ori_hw=size)
     add("whole_logits", lambda: whole)
     crop, stride = cfg.test.crop_size, cfg.test.stride
