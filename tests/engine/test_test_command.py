@@ -81,3 +81,42 @@ def test_original_format_checkpoint_with_preset_and_set(tmp_path, capsys):
     assert main(["test", name, "-c", str(tmp_path / "iter_8.pth"), "--data-root", str(root), "--mode", "whole",
                  "--no-progress", "--set", *sets]) == 0
     assert (tmp_path / "iter_8_val_metrics.json").is_file()
+
+
+def test_set_test_keys_are_honoured_for_our_checkpoints_and_match_predict(tmp_path, capsys):
+    """`setr test --set test.*` on one of our checkpoints changes the test pipeline (it was dropped before), and
+    gives the metrics `setr evaluate` gives on `setr predict`'s label maps with the same --set."""
+    import torch
+
+    from setr.data.synthetic import write_folder
+
+    name = "setr_demo_pup_tiny_64x64_shapes"
+    root = write_folder(tmp_path / "data", n_train=1, n_val=3, size=(64, 96), num_classes=5)
+    torch.manual_seed(0)
+    preset = presets.get(name)
+    ckpt = save_model(build_model(preset.model, with_aux=False), preset.model, tmp_path / "model.safetensors")
+    common = ["--precision", "fp32", "--device", "cpu", "--no-progress"]
+    sets = ["--set", "test.img_scale=[40,40]", "test.mode=slide", "test.crop_size=[32,32]", "test.stride=[16,16]"]
+
+    def test_metrics(*extra):
+        out = tmp_path / f"m{len(list(tmp_path.glob('m*.json')))}.json"
+        assert main(["test", name, "-c", str(ckpt), "--data-root", str(root), "--json", str(out), *common,
+                     *extra]) == 0
+        capsys.readouterr()
+        return json.loads(out.read_text())
+
+    def predict_then_evaluate(out, *extra):
+        assert main(["predict", name, "-c", str(ckpt), str(root / "images" / "val"), "--out", str(out),
+                     "--workers", "0", *common, *extra]) == 0
+        capsys.readouterr()
+        assert main(["evaluate", str(out), str(root / "masks" / "val"), "--num-classes", "5", "--json"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    plain, with_set = test_metrics(), test_metrics(*sets)
+    assert with_set["mode"] == "slide" and plain["mode"] == "whole"
+    # the --set reached the test pipeline (compared as text: NaN entries of absent classes compare equal there)
+    assert json.dumps(with_set["per_class"], sort_keys=True) != json.dumps(plain["per_class"], sort_keys=True)
+    for got, want in ((predict_then_evaluate(tmp_path / "p_set", *sets), with_set),
+                      (predict_then_evaluate(tmp_path / "p_plain"), plain)):
+        assert got["mIoU"] == pytest.approx(want["mIoU"], abs=1e-12, nan_ok=True)
+        assert got["aAcc"] == pytest.approx(want["aAcc"], abs=1e-12)
