@@ -9,10 +9,11 @@ from PIL import Image
 
 from setr.cli import main
 from setr.config import build_model
+from setr.errors import SetrError
 from setr.inference import Segmenter
 from setr import presets
 
-from conftest import tiny_config
+from helpers import tiny_config
 
 
 def run_cli(*args):
@@ -96,7 +97,7 @@ def test_segmenter_api_tiny(tmp_path):
     assert over.shape == image.shape
     seg.aug = True
     assert seg.predict(image).shape == (50, 70)
-    with pytest.raises(Exception, match="RGB image"):
+    with pytest.raises(SetrError, match="RGB image"):
         seg.predict(np.zeros((4, 4)))
     seg.aug = False
     for d in ("a", "b"):
@@ -136,7 +137,7 @@ def test_own_checkpoint_keeps_its_config_under_the_preset_name(tmp_path, capsys)
     from setr.model_files import save_model
     from setr.overrides import apply_overrides
 
-    from conftest import tiny_sets
+    from helpers import tiny_sets
 
     preset = presets.get("SETR_PUP_768x768_40k_cityscapes_bs_8")
     apply_overrides(preset, tiny_sets(preset) + ["model.num_classes=5", "model.backbone.grad_checkpointing=true",

@@ -9,10 +9,11 @@ import torch
 from setr.model_files import save_model
 from setr.cli import main
 from setr.config import build_model
+from setr.errors import SetrError
 from setr.overrides import apply_overrides
 from setr import presets
 
-from conftest import tiny_sets
+from helpers import tiny_sets
 
 
 @pytest.mark.parametrize("name", ["SETR_PUP_768x768_40k_cityscapes_bs_8", "SETR_MLA_512x512_160k_ade20k_bs_16"])
@@ -60,5 +61,5 @@ def test_bf16_predict_agrees_with_fp32():
     fast = bf16.predict_probs(image)
     assert fast.dtype == torch.float32 and bf16.window_batch == 8
     assert (fast - fp32).abs().max() < 0.05
-    with pytest.raises(Exception, match="fp16 is for GPUs"):
+    with pytest.raises(SetrError, match="fp16 is for GPUs"):
         Segmenter(model, preset.model, precision="fp16")

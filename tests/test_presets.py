@@ -9,7 +9,7 @@ from setr.config import ModelConfig, build_model
 from setr.errors import SetrError
 from setr import presets
 
-from conftest import MANIFEST
+from helpers import MANIFEST
 
 MANIFEST_DATA = json.loads(MANIFEST.read_text())
 CONFIGS = MANIFEST_DATA["configs"]

@@ -69,7 +69,7 @@ def test_segmenter_folder_round_trip(tmp_path):
     assert again.preset == DEMO and again.class_names == seg.class_names
     image = np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8)
     torch.testing.assert_close(again.predict_probs(image), seg.predict_probs(image), rtol=0, atol=0)
-    for (k, a), (k2, b) in zip(seg.model.state_dict().items(), again.model.state_dict().items()):
+    for (k, a), (k2, b) in zip(seg.model.state_dict().items(), again.model.state_dict().items(), strict=True):
         assert k == k2 and torch.equal(a, b)
 
     # the weights file alone is one of our ordinary checkpoints (config in its metadata)
@@ -250,7 +250,7 @@ def test_retinanet_hlg_round_trip_folder_and_repo_id(tmp_path, offline):
                        load_pretrained("org/retina-tiny", cache_dir=hub_cache(folder, tmp_path / "hub",
                                                                              "org/retina-tiny")).model):
             got = loaded(images)
-            for g, w in zip(got, want):
+            for g, w in zip(got, want, strict=True):
                 for key in ("boxes", "scores", "labels"):
                     torch.testing.assert_close(g[key], w[key], rtol=0, atol=0)
     with pytest.raises(SetrError, match="needs its config"):
@@ -342,7 +342,7 @@ def test_torch_hub_load_local_hlg_and_retinanet(tmp_path):
     assert det.head.classification_head.num_classes == 2 and not det.training
     folder = save_pretrained(det, tmp_path / "det", config=_det_preset())
     again = hub_load("retinanet_hlg", weights=str(folder))
-    for (k, a), (k2, b) in zip(det.state_dict().items(), again.state_dict().items()):
+    for (k, a), (k2, b) in zip(det.state_dict().items(), again.state_dict().items(), strict=True):
         assert k == k2 and torch.equal(a, b)
 
 
@@ -444,7 +444,7 @@ def test_convert_our_detection_checkpoint(tmp_path, capsys):
     assert "detection" in out and "epoch 3" in out and "max abs difference 0" in out
     loaded = load_pretrained(tmp_path / "det")
     assert loaded.kind == "detection" and loaded.config["categories"] == cats
-    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.model.state_dict().items()):
+    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.model.state_dict().items(), strict=True):
         assert k == k2 and torch.equal(a, b)
 
 

@@ -9,9 +9,9 @@ from setr.config import build_model
 from setr.parity.check import check_case, load_case
 from setr.parity.setr import setr_config_from_reference
 
-from conftest import FIXTURES, SETR_CASES
+from helpers import FIXTURES, SETR_CASES, golden_cases
 
-HLG_CASES = sorted(p for p in (FIXTURES / "hlg_reference").glob("*.pt") if not p.stem.endswith("_trace"))
+HLG_CASES = [p for p in golden_cases("hlg_reference") if not p.stem.endswith("_trace")]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,10 +98,10 @@ def test_aug_views_are_flipped_back_along_their_own_direction():
     model = build_model(setr_config_from_reference(case["config"])).eval()
     img = case["inputs"]["img"][:1].float()
     with torch.no_grad():
-        plain = model.inference(img, "whole", ori_hw=img.shape[-2:])
-        back = model.inference(img.flip(-2), "whole", ori_hw=img.shape[-2:], flip="vertical")
-        wrong = model.inference(img.flip(-2), "whole", ori_hw=img.shape[-2:], flip="horizontal")
-    unflipped = model.inference(img.flip(-2), "whole", ori_hw=img.shape[-2:]).flip(-2)
+        plain = model.inference_probs(img, "whole", ori_hw=img.shape[-2:])
+        back = model.inference_probs(img.flip(-2), "whole", ori_hw=img.shape[-2:], flip="vertical")
+        wrong = model.inference_probs(img.flip(-2), "whole", ori_hw=img.shape[-2:], flip="horizontal")
+    unflipped = model.inference_probs(img.flip(-2), "whole", ori_hw=img.shape[-2:]).flip(-2)
     assert torch.equal(back, unflipped) and back.shape == plain.shape
     assert flip_of({"flip": True, "flip_direction": "vertical"}) == "vertical"
     assert flip_of({"flip": False, "flip_direction": None}) is None

@@ -30,7 +30,7 @@ from setr.models.hlg import create_hlg
 from setr.overrides import apply_overrides
 from setr import presets
 
-from conftest import tiny_config, tiny_sets
+from helpers import tiny_config, tiny_sets
 
 SEG_PRESET = "SETR_PUP_768x768_40k_cityscapes_bs_8"
 HLG_PRESET = "setr_pup_hlg_small_768x768_40k_cityscapes_bs_16"

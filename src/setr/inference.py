@@ -131,21 +131,24 @@ class Segmenter(HubMixin):
         ``overrides`` are ``--set`` strings (``"model.backbone.embed_dim=64"``, ``"model.test.aug=true"``,
         ``"model.test.flip_directions=[horizontal,vertical]"``) applied to the preset, or to the config stored in
         one of our checkpoints. ``preset`` may also be a ``Preset`` object with those overrides already applied."""
+        import copy
+
         from .model_files import config_for, load_model, read_config
         from .overrides import apply_model_overrides
         from .presets import with_overrides
 
+        stored = read_config(checkpoint)  # the file's header, read once
         if preset:
             preset_cfg = (with_overrides(preset, overrides, "segmentation") if isinstance(preset, str)
                           else preset).model
-            cfg = config_for(checkpoint, preset_cfg)
+            cfg = config_for(checkpoint, preset_cfg, stored)
             if cfg is not preset_cfg:  # one of ours: its stored config, with the same overrides on top
-                cfg = apply_model_overrides(cfg, overrides)
+                cfg = apply_model_overrides(copy.deepcopy(cfg), overrides)  # a copy: checked against the stored
         else:
-            cfg = read_config(checkpoint)
+            cfg = stored
             if cfg is not None:
-                cfg = apply_model_overrides(cfg, overrides)
-        model, cfg = load_model(checkpoint, cfg, trust_checkpoint=trust_checkpoint)
+                cfg = apply_model_overrides(copy.deepcopy(cfg), overrides)
+        model, cfg = load_model(checkpoint, cfg, trust_checkpoint=trust_checkpoint, stored=stored)
         return cls(model, cfg, **kwargs)
 
     @classmethod
@@ -190,8 +193,8 @@ class Segmenter(HubMixin):
             if view.flip:
                 x = flip_image(x, view.flip)
             with autocast(self.precision, self.device):
-                probs = self.model.inference(x, self.mode, t.crop_size, t.stride, ori_hw, view.flip, self.window_batch,
-                                             on_windows)
+                probs = self.model.inference_probs(x, self.mode, t.crop_size, t.stride, ori_hw, view.flip,
+                                                   self.window_batch, on_windows)
             total = probs if total is None else total + probs
         if on_windows is not None:
             on_windows.close()

@@ -22,7 +22,7 @@ from setr.engine.state import read_checkpoint
 from setr.engine.loop import list_checkpoints
 from setr.errors import SetrError
 
-from conftest import free_port
+from helpers import free_port
 
 WORKER = str(Path(W.__file__).resolve())
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -310,7 +310,7 @@ def test_stop_at_and_metrics_jsonl_through_the_cli(roots, reference, tmp_path, c
     from setr.cli import main
     from setr.engine.schedule import poly_lr
 
-    from conftest import tiny_sets
+    from helpers import tiny_sets
 
     preset = W.seg_preset()
 

@@ -11,7 +11,7 @@ from setr.models.hlg import create_hlg
 from setr.overrides import apply_overrides
 from setr import presets
 
-from conftest import tiny_sets
+from helpers import tiny_sets
 
 NAMES = [f"setr_pup_hlg_{v}_{t}_bs_16" for t in ("768x768_40k_cityscapes", "512x512_160k_ade20k")
          for v in ("small", "medium", "large")]

@@ -12,7 +12,7 @@ from setr.data.synthetic import write_ade20k, write_cityscapes
 from setr.overrides import apply_overrides
 from setr import presets
 
-from conftest import tiny_sets
+from helpers import tiny_sets
 
 
 def tiny_checkpoint(name, path):

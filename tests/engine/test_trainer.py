@@ -11,7 +11,7 @@ from setr.errors import SetrError
 from setr.overrides import apply_overrides
 from setr import presets
 
-from conftest import tiny_sets
+from helpers import tiny_sets
 
 ROOTS = {"cityscapes": "", "ade20k": "", "pascal_context": "VOCdevkit/VOC2010", "folder": ""}
 

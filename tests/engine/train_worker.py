@@ -47,7 +47,7 @@ def make_data(task: str, root: Path) -> Path:
 
 
 def seg_sets(sets=()) -> list[str]:
-    from conftest import tiny_sets
+    from helpers import tiny_sets
     from setr import presets
 
     return tiny_sets(presets.get(SEG_PRESET), crop=32, depth=2) + [

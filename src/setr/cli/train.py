@@ -10,16 +10,16 @@ from .common import add_batch_size, add_device, add_overwrite, add_preset, add_s
 def cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..config import validate_model_config
     from ..data.check import check_dataset
     from ..data.datasets import build_dataset
     from ..engine.segmentation import train
     from ..outputs import ensure_writable_dir
 
-    from ..dist import is_main_process
+    from ..dist import is_main_process, launch_env
+    from ..engine.segmentation import validate_preset
 
     preset = preset_for(args)
-    validate_model_config(preset.model)
+    validate_preset(preset, launch_env()[1])  # recipe, data and model config, before the data check
     from ..engine.loop import default_work_dir
 
     resume = True if args.resume == "latest" else args.resume

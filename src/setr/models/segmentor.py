@@ -5,8 +5,8 @@
 * ``slide``: square windows on the original grid (``h_grids = max(H - crop + stride - 1, 0) // stride + 1``,
   the last window flush with the edge); window **logits** are summed and divided by the coverage count.
   Beyond the original, images smaller than the crop are padded instead of crashing.
-* multi-scale + flip (``aug_inference``): **softmax probabilities** of every augmented view, flipped back,
-  resized to the original size, summed in order and divided by the number of views.
+* ``inference_probs``: a view's **softmax probabilities** at the original size, flipped back; the multi-scale
+  + flip test (``setr.inference.Segmenter``) sums them over the views in order and divides by their number.
 """
 from __future__ import annotations
 
@@ -132,10 +132,10 @@ class EncoderDecoder(HubMixin, nn.Module):
             return self.slide_inference(img, crop, stride, ori_hw, window_batch, on_windows)
         raise ValueError(f"unknown inference mode {mode!r}: expected 'whole' or 'slide'")
 
-    def inference(self, img: torch.Tensor, mode: str = "whole", crop: Sequence[int] | None = None,
-                  stride: Sequence[int] | None = None, ori_hw: Sequence[int] | None = None,
-                  flip: bool | str | None = None, window_batch: int = 1,
-                  on_windows: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    def inference_probs(self, img: torch.Tensor, mode: str = "whole", crop: Sequence[int] | None = None,
+                        stride: Sequence[int] | None = None, ori_hw: Sequence[int] | None = None,
+                        flip: bool | str | None = None, window_batch: int = 1,
+                        on_windows: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """Softmax probabilities at ``ori_hw``. ``flip`` names the direction the input was flipped in
         ("horizontal" or ``True``, "vertical"); the map is flipped back along that same axis."""
         logits = self.inference_logits(img, mode, crop, stride, ori_hw, window_batch, on_windows)
@@ -148,12 +148,11 @@ class EncoderDecoder(HubMixin, nn.Module):
             raise ValueError(f"flip direction {flip!r}: expected 'horizontal' or 'vertical'")
         return probs
 
-    def aug_inference(self, imgs: Sequence[torch.Tensor], flips: Sequence[bool | str | None], ori_hw: Sequence[int],
-                      mode: str = "whole", crop: Sequence[int] | None = None,
-                      stride: Sequence[int] | None = None, window_batch: int = 1) -> torch.Tensor:
-        """Mean of the softmax probabilities of every augmented view (already resized / flipped)."""
-        total = None
-        for img, flip in zip(imgs, flips):
-            probs = self.inference(img, mode, crop, stride, ori_hw, flip, window_batch)
-            total = probs if total is None else total + probs
-        return total / len(imgs)
+    def inference(self, *args, **kwargs) -> torch.Tensor:
+        """Deprecated name of :meth:`inference_probs` (it returns probabilities, not logits); kept for one
+        release."""
+        import warnings
+
+        warnings.warn("EncoderDecoder.inference is deprecated: use inference_probs (it returns softmax "
+                      "probabilities)", DeprecationWarning, stacklevel=2)
+        return self.inference_probs(*args, **kwargs)

@@ -137,8 +137,10 @@ def check_setr_case(case: Mapping[str, Any], device: str = "cpu") -> list[Output
     preds = {"whole_pred": lambda: whole, "slide_pred": lambda: slide}
     if "aug_imgs" in inp:
         flips = [flip_of(s) for s in inp["aug_spec"]]  # each view is flipped back along its own axis
-        fused = model.aug_inference([x.float() for x in inp["aug_imgs"]], flips, tuple(inp["aug_ori_hw"]),
-                                    mode=cfg.test.mode, crop=crop, stride=stride)
+        # the views arrive resized and flipped: the mean of their probabilities, flipped back, in order
+        views = [model.inference_probs(x.float(), cfg.test.mode, crop, stride, tuple(inp["aug_ori_hw"]), flip)
+                 for x, flip in zip(inp["aug_imgs"], flips, strict=True)]
+        fused = sum(views[1:], views[0]) / len(views)
         add("aug_fused_probs", lambda: fused)
         preds["aug_pred"] = lambda: fused
     for name, scores in preds.items():
