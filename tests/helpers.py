@@ -6,7 +6,8 @@ from pathlib import Path
 
 from setr.config import BackboneConfig, HeadConfig, ModelConfig, TestConfig
 
-FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).resolve().parents[1]  # the repository
+FIXTURES = ROOT / "tests" / "fixtures"
 
 
 def golden_cases(folder: str, pattern: str = "*.pt") -> list[Path]:

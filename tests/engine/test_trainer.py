@@ -117,7 +117,7 @@ def test_crop_larger_than_model_is_refused(data_roots, tmp_path):
 
 def test_out_of_range_head_index(data_roots, tmp_path):
     preset = tiny("SETR_PUP_768x768_40k_cityscapes_bs_8", **{"model.decode_head.in_index": 23})
-    with pytest.raises(SetrError, match="in_index 23 is out of range for a backbone of depth 4"):
+    with pytest.raises(SetrError, match=r"--set model.decode_head.in_index=23: out of range for a backbone of depth 4"):
         train(preset, data_roots["cityscapes"], tmp_path, progress=False)
 
 

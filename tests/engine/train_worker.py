@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # conftest's helpers
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/helpers.py
 
 TASKS = ("seg", "cls", "det")
 SEG_PRESET = "SETR_Naive_768x768_40k_cityscapes_bs_8"

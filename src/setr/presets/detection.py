@@ -119,11 +119,7 @@ _PRESETS["retinanet_hlg_tiny_test"] = _tiny
 
 
 def detection_presets() -> list[Preset]:
-    return [make(name) for name in sorted(_PRESETS)]
-
-
-def make(name: str) -> Preset:
-    return _PRESETS[name](name)
+    return [_PRESETS[name](name) for name in sorted(_PRESETS)]
 
 
 def get_detection_preset(name: str) -> Preset:
