@@ -462,13 +462,22 @@ def test_info_json_shows_every_set_key_the_readme_mentions(capsys):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     keys = set(re.findall(r"\b((?:model|train|data)\.[a-z_]+(?:\.[a-z_]+)*)=", readme))
     assert {"data.workers", "data.dataset", "train.lr", "model.num_classes"} <= keys
-    assert main(["info", "SETR_PUP_768x768_40k_cityscapes_bs_8", "--json"]) == 0
-    info = json.loads(capsys.readouterr().out)
-    for key in sorted(keys):
+    infos = []  # one preset of each task: the --set grammar is the same for the three
+    for name in ("SETR_PUP_768x768_40k_cityscapes_bs_8", "hlg_tiny", "retinanet_hlg_tiny_test"):
+        assert main(["info", name, "--json"]) == 0
+        infos.append(json.loads(capsys.readouterr().out))
+
+    def has(info, key):
         node = info
         for part in key.split("."):
-            assert isinstance(node, dict) and part in node, f"{key} not in setr info --json"
+            if not (isinstance(node, dict) and part in node):
+                return False
             node = node[part]
+        return True
+
+    for key in sorted(keys):
+        assert any(has(info, key) for info in infos), f"{key} not in setr info --json of any task's preset"
+    assert has(infos[0], "train.lr") and has(infos[1], "train.mixup") and not has(infos[0], "train.mixup")
 
 
 def test_pretrained_given_a_segmentation_checkpoint_suggests_load_from(ckpt, data, tmp_path, capsys):
