@@ -18,6 +18,8 @@ from setr.data.synthetic import write_folder
 from setr.overrides import apply_overrides
 from setr import presets
 
+from helpers import ROOT
+
 DEMO = "setr_demo_pup_tiny_64x64_shapes"
 TINY = ["model.backbone.embed_dim=32", "model.backbone.num_heads=2", "model.decode_head.channels=16",
         "model.aux_heads.0.channels=16", "train.batch_size=2", "data.workers=0"]
@@ -459,7 +461,7 @@ def test_benchmark_measures_cpu_peak_memory(capsys):
 
 
 def test_info_json_shows_every_set_key_the_readme_mentions(capsys):
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     keys = set(re.findall(r"\b((?:model|train|data)\.[a-z_]+(?:\.[a-z_]+)*)=", readme))
     assert {"data.workers", "data.dataset", "train.lr", "model.num_classes"} <= keys
     infos = []  # one preset of each task: the --set grammar is the same for the three
@@ -486,7 +488,7 @@ def test_pretrained_given_a_segmentation_checkpoint_suggests_load_from(ckpt, dat
 
 
 def test_readme_error_section_shows_what_the_cli_prints(tmp_path, capsys, monkeypatch):
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     block = readme.split("## Errors", 1)[1].split("```text", 1)[1].split("```", 1)[0]
     lines = [ln for ln in block.strip().splitlines()]
     pairs = [(lines[i][2:].split(), lines[i + 1]) for i in range(0, len(lines), 2)]

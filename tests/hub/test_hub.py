@@ -15,8 +15,9 @@ import torch
 from setr import Segmenter
 from setr.errors import SetrError
 from setr.models.hlg import HLG
-from setr.hub import (CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, from_pretrained, load_pretrained,
-                             save_pretrained)
+from setr.hub import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, from_pretrained, load_pretrained, save_pretrained
+
+from helpers import ROOT
 
 DEMO = "setr_demo_pup_tiny_64x64_shapes"
 REV = "0123456789abcdef0123456789abcdef01234567"
@@ -291,7 +292,7 @@ def test_push_to_hub_uploads_the_folder(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------------- torch.hub
-REPO = Path(__file__).resolve().parents[1]
+REPO = ROOT
 
 
 def hub_load(entry, *args, **kwargs):

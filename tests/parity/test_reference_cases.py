@@ -9,11 +9,10 @@ from setr.config import build_model
 from setr.parity.check import check_case, load_case
 from setr.parity.setr import setr_config_from_reference
 
-from helpers import FIXTURES, SETR_CASES, golden_cases
+from helpers import ROOT, FIXTURES, SETR_CASES, golden_cases
 
 HLG_CASES = [p for p in golden_cases("hlg_reference") if not p.stem.endswith("_trace")]
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_fixture_set_is_complete():
