@@ -22,7 +22,7 @@ from setr.config import build_model
 from setr.data.synthetic import make_scene
 from setr.data.transforms import normalise_tensor as normalise
 from setr.inference import Segmenter, to_tensor
-from setr.presets import get_preset
+from setr import presets
 
 
 def natural_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("--images-dir", help="use these images instead of generated ones")
     args = ap.parse_args()
-    preset = get_preset(args.preset)
+    preset = presets.get(args.preset)
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     if args.images_dir:

@@ -79,9 +79,9 @@ def model(warmup: int, runs: int) -> dict:
     from setr.config import build_model
     from setr.models.vit import set_attention_kernel
     from setr.precision import autocast, prepare_for_inference
-    from setr.presets import get_preset
+    from setr import presets
 
-    cfg = get_preset("SETR_PUP_DeiT_512x512_160k_ade20k_bs_16").model
+    cfg = presets.get("SETR_PUP_DeiT_512x512_160k_ade20k_bs_16").model
     torch.manual_seed(0)
     base = build_model(cfg, with_aux=False).eval()
     x = torch.randn(1, 3, 512, 512)

@@ -47,10 +47,10 @@ def child(preset_name: str, batch: int, amp: str, ckpt: bool, threads: int) -> d
     from setr.engine.losses import segmentor_losses
     from setr.engine.common import build_optimizer
     from setr.precision import autocast
-    from setr.presets import get_preset
+    from setr import presets
 
     torch.set_num_threads(threads)
-    preset = get_preset(preset_name)
+    preset = presets.get(preset_name)
     cfg = preset.model
     cfg.backbone.grad_checkpointing = ckpt
     h, w = cfg.backbone.img_size

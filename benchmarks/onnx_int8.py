@@ -45,9 +45,9 @@ def main() -> int:
     from setr.config import build_model
     from setr.export import export_onnx
     from setr.precision import autocast, prepare_for_inference
-    from setr.presets import get_preset
+    from setr import presets
 
-    cfg = get_preset("SETR_PUP_DeiT_512x512_160k_ade20k_bs_16").model
+    cfg = presets.get("SETR_PUP_DeiT_512x512_160k_ade20k_bs_16").model
     torch.manual_seed(0)
     base = build_model(cfg, with_aux=False).eval()
     x = torch.randn(1, 3, 512, 512)

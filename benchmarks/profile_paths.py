@@ -41,7 +41,7 @@ def main() -> None:
     from setr.engine.losses import segmentor_losses
     from setr.engine.common import build_optimizer
     from setr.precision import autocast, prepare_for_inference, resolve_precision
-    from setr.presets import get_preset
+    from setr import presets
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--precision", default="auto")
@@ -52,7 +52,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     prec = resolve_precision(args.precision, "cpu")
-    preset = get_preset("SETR_PUP_DeiT_512x512_160k_ade20k_bs_16")
+    preset = presets.get("SETR_PUP_DeiT_512x512_160k_ade20k_bs_16")
     cfg = preset.model
     batch = args.batch or (2 if args.train else 1)
     torch.manual_seed(0)

@@ -32,7 +32,7 @@ def main() -> None:
     from setr.engine.losses import plain_seg_cross_entropy, segmentor_losses
     from setr.engine.common import build_optimizer
     from setr.precision import autocast
-    from setr.presets import get_preset
+    from setr import presets
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--amp", default="bf16", choices=("fp32", "bf16"))
@@ -49,7 +49,7 @@ def main() -> None:
     if args.memory:
         return memory(args)
     torch.set_num_threads(args.threads)
-    preset = get_preset("SETR_PUP_DeiT_512x512_160k_ade20k_bs_16")
+    preset = presets.get("SETR_PUP_DeiT_512x512_160k_ade20k_bs_16")
     cfg = preset.model
     torch.manual_seed(0)
     base = build_model(cfg, with_aux=True).train()

@@ -34,20 +34,14 @@ LAYERS = [
     ["reports"],  # report pages and training curves; the loop writes curves.png at the end of training
     ["engine"],
     ["detection"],
-    ["pretrained"],
+    ["hub"],
     ["export", "benchmark", "demo", "app"],
     # the top: the command line, the public API (the package's __init__, "setr") and the golden-case checkers
     # (parity), which drive the whole pipeline, the training command included
     ["cli", "__main__", "setr", "parity"],
 ]
 # deliberate upward imports, each with its reason; printed as "allowed", not counted
-ALLOWED = {
-    ("setr.models.segmentor", "setr.pretrained"): "save_pretrained / from_pretrained / push_to_hub on the class, "
-                                                  "as the ecosystem's models have them (a facade over setr.pretrained)",
-    ("setr.models.hlg", "setr.pretrained"): "the same facade on the HLG classifier",
-    ("setr.inference", "setr.pretrained"): "the same facade on Segmenter",
-    ("setr.detection.api", "setr.pretrained"): "the same facade on Detector",
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 RANK = {c: i for i, names in enumerate(LAYERS) for c in names}
 
 

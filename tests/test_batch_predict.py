@@ -76,13 +76,13 @@ def test_workers_decode_and_batches_group_equal_sizes(images, tmp_path, monkeypa
 
     monkeypatch.setattr(bp, "read_image", read_and_mark)
     batch_sizes = []
-    real_inference = seg.model.inference
+    real_inference = seg.model.inference_probs
 
     def recording(x, *args, **kwargs):
         batch_sizes.append(x.shape[0])
         return real_inference(x, *args, **kwargs)
 
-    monkeypatch.setattr(seg.model, "inference", recording)
+    monkeypatch.setattr(seg.model, "inference_probs", recording)
     batched = predict_files(seg, images, tmp_path / "batched", batch_size=3, workers=2, progress=False,
                             write_summary=True)
     pids = {int(p.name) for p in decoded_in.iterdir()}
@@ -103,9 +103,9 @@ def test_workers_decode_and_batches_group_equal_sizes(images, tmp_path, monkeypa
 def test_torchrun_two_cpu_processes_write_exactly_what_one_process_writes(images, tmp_path):
     from setr.model_files import save_model
     from setr.config import build_model
-    from setr.presets import get_preset
+    from setr import presets
 
-    preset = get_preset(DEMO)
+    preset = presets.get(DEMO)
     torch.manual_seed(0)
     ckpt = save_model(build_model(preset.model, with_aux=False), preset.model, tmp_path / "demo.safetensors")
     args = ["predict", DEMO, *map(str, images), "-c", str(ckpt), "--device", "cpu", "--precision", "fp32",
@@ -168,7 +168,7 @@ def test_an_unreadable_image_is_skipped_and_named(tmp_path, capsys):
 def ckpt(tmp_path_factory):
     from setr.config import build_model
     from setr.model_files import save_model
-    from setr.presets import get_preset
+    from setr.presets import get as get_preset
 
     cfg = get_preset(DEMO).model
     torch.manual_seed(0)
@@ -285,7 +285,7 @@ def test_help_names_the_true_default_mode_and_a_foreign_preset_is_named(tmp_path
     from setr.config import build_model
     from setr.model_files import save_model
     from setr.overrides import apply_overrides
-    from setr.presets import get_preset
+    from setr.presets import get as get_preset
 
     with pytest.raises(SystemExit):
         main(["predict", "--help"])

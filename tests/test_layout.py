@@ -15,6 +15,7 @@ def test_no_import_cycle_and_no_upward_import():
                           text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(r"^\d+ modules, 0 problem\(s\)$", proc.stdout, re.M), proc.stdout
+    assert "allowed upward import" not in proc.stdout  # no whitelist: the model classes reach nothing above them
 
 
 def _readme_map() -> str:
@@ -39,3 +40,18 @@ def test_readme_map_matches_the_tree():
         if folder:
             for name in re.findall(r"`(\w+\.py)`", line.split("|")[2]):
                 assert (SRC / folder.group(1) / name).is_file(), f"README map: {folder.group(1)}/{name} is not there"
+
+
+def test_tests_mirror_the_package():
+    """A module's tests are where a newcomer looks: tests/<folder>/ for src/setr/<folder>/ (shared helpers in
+    tests/helpers.py, fixtures in conftest.py)."""
+    tests = ROOT / "tests"
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and p.name not in ("fixtures", "__pycache__")}
+    package = {p.name for p in SRC.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert folders <= package, f"test folders without a package folder: {sorted(folders - package)}"
+    assert (tests / "test_inference.py").is_file() and (tests / "helpers.py").is_file()
+    conftest = (tests / "conftest.py").read_text()
+    assert "def tiny_config" not in conftest  # helpers live in helpers.py, imported as `from helpers import ...`
+    needle = "from " + "conftest import"  # spelled apart so this file does not match itself
+    importers = [p.relative_to(tests) for p in tests.rglob("*.py") if needle in p.read_text()]
+    assert not importers, f"import helpers from tests/helpers.py, not conftest: {importers}"

@@ -9,7 +9,7 @@ from setr.model_files import (load_model, load_weights, load_pretrained_backbone
 from setr.config import build_model
 from setr.errors import SetrError
 
-from conftest import tiny_config
+from helpers import tiny_config
 
 
 def original_checkpoint(model, num_classes=4):

@@ -39,10 +39,10 @@ def make_weights(path: Path) -> None:
     """Random SETR-PUP ViT-B weights with non-trivial biases and BN statistics (so the mapping is tested)."""
     sys.path.insert(0, str(ROOT / "src"))
     from setr.config import build_model
-    from setr.presets import get_preset
+    from setr import presets
 
     torch.manual_seed(0)
-    model = build_model(get_preset("SETR_PUP_DeiT_512x512_160k_ade20k_bs_16").model, with_aux=True)
+    model = build_model(presets.get("SETR_PUP_DeiT_512x512_160k_ade20k_bs_16").model, with_aux=True)
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for name, p in model.named_parameters():

@@ -39,9 +39,9 @@ from memory_plan import peak as peak_rss, reset_peak as peak_rss_reset  # noqa: 
 # ----------------------------------------------------------------------------------------------- ours
 def build_ours(state: dict, train: bool, precision: str):
     from setr.config import build_model
-    from setr.presets import get_preset
+    from setr import presets
 
-    cfg = get_preset(PRESET).model
+    cfg = presets.get(PRESET).model
     model = build_model(cfg, with_aux=train)
     if not train:
         state = {k: v for k, v in state.items() if not k.startswith("auxiliary_head.")}
@@ -76,7 +76,7 @@ def build_ours(state: dict, train: bool, precision: str):
 
 def ours_optimizer(model):
     """The trainer's optimiser (fused SGD where this version has it) at the comparison's lr and momentum."""
-    from setr.presets import get_preset
+    from setr import presets
 
     try:
         from setr.engine.common import build_optimizer
@@ -84,7 +84,7 @@ def ours_optimizer(model):
         return torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9)
     import dataclasses
 
-    train = dataclasses.replace(get_preset(PRESET).train, head_lr_mult=1.0)  # one lr, as the peer's
+    train = dataclasses.replace(presets.get(PRESET).train, head_lr_mult=1.0)  # one lr, as the peer's
     assert train.momentum == 0.9 and train.weight_decay == 0.0 and train.optimizer == "sgd"
     return build_optimizer(model, train, lr=1e-6)
 

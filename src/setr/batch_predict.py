@@ -255,13 +255,16 @@ def collect_inputs(inputs: Iterable[str | os.PathLike], out: Path, announce: boo
 
 def predict_files(seg, inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike, *, batch_size: int = 1,
                   workers: int = 2, progress: bool = True, distributed: bool | None = None,
-                  write_summary: bool = False, max_size: int | None = None) -> dict[str, Any]:
+                  write_summary: bool = False, max_size: int | None = None,
+                  collected: tuple[list[Path], list[str]] | None = None) -> dict[str, Any]:
     """Predict every input image with ``seg`` (a :class:`~setr.inference.Segmenter`) and write its outputs.
 
     ``distributed`` (default: when ``WORLD_SIZE`` > 1) shards the list over the torchrun processes (the process
     group is started here if needed: NCCL for CUDA, gloo otherwise). Returns the summary, with ``written`` (this
     process's label-map paths, in input order; they are written smallest image first) and ``rank`` added;
-    ``write_summary`` writes it (rank 0) to ``out_dir/predict_summary.json``. ``max_size``: see the module doc."""
+    ``write_summary`` writes it (rank 0) to ``out_dir/predict_summary.json``. ``max_size``: see the module doc.
+    ``collected``: what :func:`collect_inputs` returned for these inputs and ``out_dir`` (the inputs are then not
+    walked again)."""
     import torch.distributed as dist
     from tqdm import tqdm
 
@@ -280,7 +283,7 @@ def predict_files(seg, inputs: Iterable[str | os.PathLike], out_dir: str | os.Pa
         started_group = True
     try:
         out = Path(out_dir)
-        paths, stems = collect_inputs(inputs, out)
+        paths, stems = collected if collected is not None else collect_inputs(inputs, out)
         sizes = image_sizes(paths)
         mine = list(shard(len(paths), rank, world))
         # smallest first (equal sizes together, so batches fill): one huge image does not hold back the rest

@@ -236,7 +236,8 @@ def build_head(cfg: HeadConfig, backbone: BackboneConfig, num_classes: int, alig
         return FCNHead(cfg.in_index, backbone.embed_dims[cfg.in_index], num_classes, cfg.channels,
                        dropout_ratio=cfg.dropout_ratio, align_corners=align_corners)
     token_head = dict(in_index=cfg.in_index, embed_dim=backbone.embed_dim, num_classes=num_classes,
-                      channels=cfg.channels, align_corners=align_corners, has_cls_token=backbone.type == "vit")
+                      channels=cfg.channels, align_corners=align_corners, has_cls_token=backbone.type == "vit",
+                      img_size=tuple(backbone.img_size))
     if cfg.type in ("naive", "pup", "pup_aux") and backbone.type != "vit":
         raise ValueError(f"a {cfg.type!r} head needs a 'vit' backbone, not {backbone.type!r}")
     if cfg.type in ("mla", "mla_aux") and backbone.type != "vit_mla":
@@ -248,9 +249,11 @@ def build_head(cfg: HeadConfig, backbone: BackboneConfig, num_classes: int, alig
     if cfg.type == "pup_aux":
         return PUPAuxHead(**token_head)
     if cfg.type == "mla":
-        return MLAHead(num_classes, backbone.mla_channels, cfg.mlahead_channels, align_corners)
+        return MLAHead(num_classes, backbone.mla_channels, cfg.mlahead_channels, align_corners,
+                       img_size=tuple(backbone.img_size))
     if cfg.type == "mla_aux":
-        return MLAAuxHead(cfg.in_index, num_classes, backbone.mla_channels, align_corners)
+        return MLAAuxHead(cfg.in_index, num_classes, backbone.mla_channels, align_corners,
+                          img_size=tuple(backbone.img_size))
     raise ValueError(f"unknown head type {cfg.type!r}: expected one of {HEAD_TYPES}")
 
 

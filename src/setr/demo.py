@@ -63,7 +63,7 @@ def run_demo(work_dir: str | Path = "work_dirs/demo", iters: int | None = None, 
     from .model_files import load_model
     from .data.datasets import build_dataset
     from .data.synthetic import write_folder
-    from .engine.trainer import train
+    from .engine.segmentation import train
     from .evaluation.evaluate import evaluate
     from .evaluation.metrics import format_table, to_json
     from .inference import Segmenter

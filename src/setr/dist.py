@@ -27,10 +27,20 @@ class DistInfo:
         return self.world_size > 1
 
 
+def launch_env() -> tuple[int, int, int]:
+    """(rank, world size, local rank) as torchrun set them (0, 1, 0 without torchrun): the one place that reads
+    ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK``."""
+    return (int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")),
+            int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def is_main_process() -> bool:
+    """Rank 0 (or no torchrun): the process that prints."""
+    return launch_env()[0] == 0
+
+
 def init_distributed(device: str | None = None) -> DistInfo:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    rank, world, local_rank = launch_env()
     use_cuda = (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
     if use_cuda:
         dev = torch.device(device if device and ":" in device else f"cuda:{local_rank}")

@@ -26,6 +26,7 @@ from .data.transforms import flip as flip_image
 from .data.transforms import normalise as normalise_image
 from .data.transforms import resize_image, scaled_sizes
 from .errors import SetrError
+from .io.hub import HubMixin
 from .io.images import read_image  # noqa: F401  (public: setr.inference.read_image, setr.read_image)
 
 FLIP_DIRECTIONS = ("horizontal", "vertical")
@@ -90,8 +91,11 @@ def views_for(ori_hw: tuple[int, int], test_cfg, aug: bool) -> list[View]:
 
 
 # --------------------------------------------------------------------------- the segmenter
-class Segmenter:
-    """A model plus its test pipeline."""
+class Segmenter(HubMixin):
+    """A model plus its test pipeline (``save_pretrained`` / ``from_pretrained`` / ``push_to_hub``: a pretrained
+    folder, through :class:`setr.io.hub.HubMixin`)."""
+
+    _hub_kind = "segmenter"
 
     def __init__(self, model: nn.Module, cfg: ModelConfig, device: str | torch.device = "cpu",
                  mode: str | None = None, aug: bool | None = None, window_batch: int | None = None,
@@ -118,7 +122,7 @@ class Segmenter:
         self.class_names, self.palette = classes_and_palette(cfg.dataset, cfg.num_classes, cfg.class_names)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | os.PathLike, preset: str | None = None,
+    def from_checkpoint(cls, checkpoint: str | os.PathLike, preset=None,
                         overrides: Sequence[str] = (), trust_checkpoint: bool = False, **kwargs) -> "Segmenter":
         """From one of our checkpoints (config inside), or an original SETR checkpoint plus its preset name.
         ``.pth`` files are read with ``weights_only=True``; ``trust_checkpoint=True`` also unpickles other Python
@@ -126,21 +130,25 @@ class Segmenter:
 
         ``overrides`` are ``--set`` strings (``"model.backbone.embed_dim=64"``, ``"model.test.aug=true"``,
         ``"model.test.flip_directions=[horizontal,vertical]"``) applied to the preset, or to the config stored in
-        one of our checkpoints."""
+        one of our checkpoints. ``preset`` may also be a ``Preset`` object with those overrides already applied."""
+        import copy
+
         from .model_files import config_for, load_model, read_config
         from .overrides import apply_model_overrides
-        from .presets import resolved_preset
+        from .presets import with_overrides
 
+        stored = read_config(checkpoint)  # the file's header, read once
         if preset:
-            preset_cfg = resolved_preset(preset, overrides).model
-            cfg = config_for(checkpoint, preset_cfg)
+            preset_cfg = (with_overrides(preset, overrides, "segmentation") if isinstance(preset, str)
+                          else preset).model
+            cfg = config_for(checkpoint, preset_cfg, stored)
             if cfg is not preset_cfg:  # one of ours: its stored config, with the same overrides on top
-                cfg = apply_model_overrides(cfg, overrides)
+                cfg = apply_model_overrides(copy.deepcopy(cfg), overrides)  # a copy: checked against the stored
         else:
-            cfg = read_config(checkpoint)
+            cfg = stored
             if cfg is not None:
-                cfg = apply_model_overrides(cfg, overrides)
-        model, cfg = load_model(checkpoint, cfg, trust_checkpoint=trust_checkpoint)
+                cfg = apply_model_overrides(copy.deepcopy(cfg), overrides)
+        model, cfg = load_model(checkpoint, cfg, trust_checkpoint=trust_checkpoint, stored=stored)
         return cls(model, cfg, **kwargs)
 
     @classmethod
@@ -149,9 +157,9 @@ class Segmenter:
         """A preset's model (``overrides`` as ``--set``), with weights from ``checkpoint`` (random without one)."""
         if checkpoint is not None:
             return cls.from_checkpoint(checkpoint, preset, overrides=overrides, **kwargs)
-        from .presets import resolved_preset
+        from .presets import with_overrides
 
-        cfg = resolved_preset(preset, overrides).model
+        cfg = with_overrides(preset, overrides, "segmentation").model
         return cls(build_model(cfg, with_aux=False), cfg, **kwargs)
 
     # ------------------------------------------------------------------
@@ -185,8 +193,8 @@ class Segmenter:
             if view.flip:
                 x = flip_image(x, view.flip)
             with autocast(self.precision, self.device):
-                probs = self.model.inference(x, self.mode, t.crop_size, t.stride, ori_hw, view.flip, self.window_batch,
-                                             on_windows)
+                probs = self.model.inference_probs(x, self.mode, t.crop_size, t.stride, ori_hw, view.flip,
+                                                   self.window_batch, on_windows)
             total = probs if total is None else total + probs
         if on_windows is not None:
             on_windows.close()
@@ -280,21 +288,10 @@ class Segmenter:
 
         return predict_files(self, inputs, out_dir, workers=0, progress=progress, distributed=False)["written"]
 
-    # ------------------------------------------------------------------ pretrained folders (setr.pretrained)
+    # ------------------------------------------------------------------ pretrained folders (setr.hub)
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> Path:
         """``config.json`` + ``model.safetensors`` + ``README.md`` (``preset=``, ``push_to_hub=True, repo_id=``)."""
-        from .pretrained import save_pretrained
-
         if self.precision == "int8":
             raise SetrError("save_pretrained: this Segmenter runs int8 layers built from the weights at load time; "
                             "save from one created with precision='fp32' or 'auto'")
-
-        return save_pretrained(self, save_directory, **kwargs)
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs) -> "Segmenter":
-        """From a pretrained folder or a Hugging Face Hub repo id (revision, cache_dir, local_files_only, token
-        go to the download; device, mode, precision, ... to the Segmenter)."""
-        from .pretrained import segmenter_from_pretrained
-
-        return segmenter_from_pretrained(cls, name_or_path, **kwargs)
+        return super().save_pretrained(save_directory, **kwargs)

@@ -129,11 +129,14 @@ def read_config(path: str | os.PathLike) -> ModelConfig | None:
     return None
 
 
-def config_for(path: str | os.PathLike, preset_cfg: ModelConfig) -> ModelConfig:
+_UNREAD = object()  # "the stored config has not been read yet"
+
+
+def config_for(path: str | os.PathLike, preset_cfg: ModelConfig, stored=_UNREAD) -> ModelConfig:
     """The config to build for a checkpoint named with a preset: one of ours carries its own (class names,
     --set changes made at training time); it must still be the preset's kind of model. Foreign checkpoints
-    use the preset's."""
-    stored = read_config(path)
+    use the preset's. ``stored``: :func:`read_config`'s answer when the caller has it already."""
+    stored = read_config(path) if stored is _UNREAD else stored
     if stored is None:
         return preset_cfg
     a, b = stored.backbone, preset_cfg.backbone
@@ -145,10 +148,11 @@ def config_for(path: str | os.PathLike, preset_cfg: ModelConfig) -> ModelConfig:
 
 
 def load_model(path: str | os.PathLike, cfg: ModelConfig | None = None, with_aux: bool = False,
-               trust_checkpoint: bool = False) -> tuple[nn.Module, ModelConfig]:
+               trust_checkpoint: bool = False, stored=_UNREAD) -> tuple[nn.Module, ModelConfig]:
     """Build and load a model from a checkpoint: ours (config inside) or an original one (``cfg`` required).
-    ``.pth`` files are read with ``weights_only=True`` unless ``trust_checkpoint`` (unsafe)."""
-    stored = read_config(path)
+    ``.pth`` files are read with ``weights_only=True`` unless ``trust_checkpoint`` (unsafe). ``stored``:
+    :func:`read_config`'s answer when the caller has it already (the file's header is then not read again)."""
+    stored = read_config(path) if stored is _UNREAD else stored
     if cfg is None:
         cfg = stored
     if cfg is None:

@@ -115,6 +115,15 @@ def check_range(key: str, value: Any) -> None:
         raise SetrError(f"--set {key}={value}: must be >= 0")
 
 
+PRESET_SECTIONS = ("model", "train", "data")
+
+
+def _is_preset(obj: Any) -> bool:
+    """A preset (name, task, model, train, data): ``--set`` reaches its sections only, never its name or task."""
+    return dataclasses.is_dataclass(obj) and {"name", "task", "model", "train", "data"} <= {
+        f.name for f in dataclasses.fields(obj)}
+
+
 def apply_overrides(obj: Any, assignments: Sequence[str]) -> Any:
     """Apply ``key=value`` assignments in place (and return ``obj``)."""
     for item in assignments:
@@ -124,6 +133,9 @@ def apply_overrides(obj: Any, assignments: Sequence[str]) -> Any:
         parts = key.strip().split(".")
         if parts[0] == "test" and not hasattr(obj, "test") and hasattr(getattr(obj, "model", None), "test"):
             parts = ["model", *parts]  # ``test.*`` is short for ``model.test.*`` (the test pipeline's settings)
+        if _is_preset(obj) and parts[0] not in PRESET_SECTIONS:
+            raise SetrError(f"--set {key}: unknown key {parts[0]!r}: a key is section.name, the section one of "
+                            f"{', '.join(s + '.*' for s in PRESET_SECTIONS)}, test.* (e.g. train.lr=0.001)")
         target = obj
         for i, part in enumerate(parts):
             last = i == len(parts) - 1

@@ -12,7 +12,7 @@ from PIL import Image
 
 from setr.cli import main
 from setr.detection.model import build_retinanet_hlg
-from setr.presets.detection import get_detection_preset
+from setr import presets
 
 TINY = "retinanet_hlg_tiny_test"
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def mmdet_checkpoint(tmp_path_factory):
     """A tiny RetinaNet-HLG saved the way mmcv's save_checkpoint does (state_dict + meta with CLASSES), with
     scores of 0.5 everywhere so that every image gets detections."""
-    p = get_detection_preset(TINY)
+    p = presets.get(TINY, "detection")
     p.model.pretrained = None
     torch.manual_seed(0)
     model = build_retinanet_hlg(p.model, 2)
@@ -90,7 +90,7 @@ def test_detect_test_with_an_mmdet_checkpoint(mmdet_checkpoint, tmp_path, capsys
     assert "--report" in capsys.readouterr().err
     assert results and {r["category_id"] for r in results} <= {1, 3}  # the dataset's COCO ids
     # a checkpoint for another class count is named in one line
-    p = get_detection_preset(TINY)
+    p = presets.get(TINY, "detection")
     p.model.pretrained = None
     bad = tmp_path / "three.pth"
     torch.save({"state_dict": build_retinanet_hlg(p.model, 3).state_dict()}, bad)

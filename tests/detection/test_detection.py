@@ -10,7 +10,8 @@ import torch
 
 pytest.importorskip("pycocotools")
 
-from setr.detection import build_retinanet_hlg, get_detection_preset, list_detection_presets  # noqa: E402
+from setr import presets  # noqa: E402
+from setr.detection import build_retinanet_hlg  # noqa: E402
 from setr.cli.detect import add_detect_parser  # noqa: E402
 from setr.detection.coco import CocoDetection  # noqa: E402
 from setr.detection.engine import (evaluate_detector, load_detector,  # noqa: E402
@@ -57,8 +58,8 @@ def _cli(argv):
     ("retinanet_hlg_large_fpn_mstrain_1x_coco", (128, 256, 512, 1024), (2, 2, 14, 2), 0.3),
 ])
 def test_presets_build_on_meta(name, dims, depths, dp):
-    p = get_detection_preset(name)
-    assert name in list_detection_presets()
+    p = presets.get(name, "detection")
+    assert name in presets.names("detection")
     assert (p.train.lr, p.train.weight_decay, p.train.epochs, p.train.milestones, p.train.warmup_iters,
             p.train.batch_size) == (1e-4, 1e-4, 12, (8, 11), 500, 16)
     assert p.model.train_min_sizes == (640, 672, 704, 736, 768, 800) and p.model.test_min_size == 800
@@ -86,11 +87,11 @@ def test_presets_build_on_meta(name, dims, depths, dp):
 
 
 def test_anchor_sizes_and_fpn_strides():
-    p = get_detection_preset("retinanet_hlg_small_fpn_mstrain_1x_coco")
+    p = presets.get("retinanet_hlg_small_fpn_mstrain_1x_coco", "detection")
     sizes = anchor_sizes(p.model)
     assert sizes[0] == pytest.approx((32.0, 32 * 2 ** (1 / 3), 32 * 2 ** (2 / 3)))
     assert sizes[-1][0] == pytest.approx(4 * 128)
-    tiny = get_detection_preset(TINY)
+    tiny = presets.get(TINY, "detection")
     model = build_retinanet_hlg(tiny.model, 3).eval()
     with torch.no_grad():
         feats = model.extract_feat(torch.zeros(1, 3, 128, 160))
@@ -111,11 +112,11 @@ def test_build_variants_and_overrides():
                             2, fpn_channels=32, head_channels=24, stacked_convs=2)
     assert m.neck.fpn_convs[0].conv.out_channels == 32 and len(m.bbox_head.cls_convs) == 2
     assert m.bbox_head.cls_convs[1].conv.out_channels == 24 and m.bbox_head.retina_cls.in_channels == 24
-    p = get_detection_preset(TINY)
+    p = presets.get(TINY, "detection")
     apply_overrides(p, ["model.fpn_channels=48", "train.milestones=[2,3]"])
     assert p.model.fpn_channels == 48 and p.train.milestones == (2, 3)
     with pytest.raises(SetrError):
-        get_detection_preset("retinanet_nope")
+        presets.get("retinanet_nope", "detection")
     # RetinaNet-HLG's recipe: the norms without weight decay (mmcv custom key 'norm', decay_mult 0)
     groups = {g["name"]: g for g in param_groups(m, 1e-4, 0.05, no_decay_key="norm")}
     assert groups["backbone_no_decay"]["weight_decay"] == 0.0 and groups["backbone"]["weight_decay"] == 0.05
@@ -224,7 +225,7 @@ def test_exact_resume(coco_root, tmp_path):
     small = write_coco(tmp_path / "small", n_train=8, n_val=2, size=96, num_classes=2, seed=1)
 
     def preset():
-        p = get_detection_preset(TINY)
+        p = presets.get(TINY, "detection")
         apply_overrides(p, ["train.epochs=2", "train.warmup_iters=3", "train.milestones=[1]",
                             "model.train_min_sizes=[64,96]", "model.max_size=96", "model.test_min_size=96",
                             "model.drop_path_rate=0.1"])  # the RNG matters: drop path, flips, sizes
@@ -298,10 +299,10 @@ def test_cli_train_smoke(tmp_path):
         _cli(["detect", "train", TINY, "--data-root", str(tmp_path / "missing")])
 
 
-@pytest.mark.parametrize("name", [n for n in list_detection_presets() if n != TINY])
+@pytest.mark.parametrize("name", [n for n in presets.names("detection") if n != TINY])
 def test_every_detection_preset_trains_a_few_iterations(name, tmp_path):
     root = write_coco(tmp_path / "coco", n_train=4, n_val=2, size=96, num_classes=2, seed=1)
-    p = get_detection_preset(name)
+    p = presets.get(name, "detection")
     apply_overrides(p, ["model.embed_dims=[16,32,64,128]", "model.num_heads=[1,2,4,8]", "model.depths=[1,1,1,1]",
                         "model.fpn_channels=32", "model.train_min_sizes=[96]", "model.test_min_size=96",
                         "model.max_size=128", "train.epochs=1", "train.batch_size=2", "train.warmup_iters=2",

@@ -13,7 +13,7 @@ import setr  # noqa: F401  (registers the HLG models with timm)
 from setr.cli import main
 from setr.data.synthetic import write_image_folder
 from setr.engine.classification import ClassifyRecipe, train_classifier
-from setr.models.classifier import load_hlg_checkpoint
+from setr.models.hlg_timm import load_hlg_checkpoint
 from setr.models.hlg import create_hlg
 
 TINY = dict(embed_dims=(16, 32, 64, 128), num_heads=(1, 2, 4, 8), depths=(2, 2, 2, 2))
@@ -87,12 +87,12 @@ def test_full_recipe_with_mixup_runs(folder, tmp_path):
 
 
 def test_cli_train_and_test(folder, tmp_path, capsys):
-    sets = [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in FAST.items()]
+    sets = [f"train.{k}={v!r}" if isinstance(v, str) else f"train.{k}={v}" for k, v in FAST.items()]
     work = tmp_path / "w"
     assert main(["classify", "train", "hlg_tiny", "--data-root", str(folder), "--work-dir", str(work),
                  "--epochs", "1", "--no-progress", "--set", *sets]) == 0
     assert "trained hlg_tiny for 1 epochs" in capsys.readouterr().out
-    assert main(["classify", "test", "hlg_tiny", str(work / "epoch_1.pth"), "--data-root", str(folder),
+    assert main(["classify", "test", "hlg_tiny", "-c", str(work / "epoch_1.pth"), "--data-root", str(folder),
                  "--img-size", "64", "--workers", "0", "--ema"]) == 0
     assert "top-1" in capsys.readouterr().out
     assert json.loads((work / "epoch_1_val_top1_ema.json").read_text())["images"] == 32  # --ema: its own file
@@ -112,6 +112,22 @@ def test_bad_inputs(folder, tmp_path, capsys):
         train_classifier("hlg_tiny", broken, tmp_path / "w", recipe, model_kwargs=TINY, progress=False)
     assert main(["classify", "train", "hlg_tiny", "--data-root", str(folder), "--set", "learning_rate=1"]) == 1
     assert "unknown key 'learning_rate'" in capsys.readouterr().err
+    assert main(["classify", "train", "hlg_tiny", "--data-root", str(folder), "--set", "train.learning_rate=1"]) == 1
+    assert "unknown key 'learning_rate' in train" in capsys.readouterr().err
+
+
+def test_flat_set_keys_are_deprecated_spellings_of_train_keys(capsys):
+    import argparse
+
+    from setr.cli.common import preset_for
+
+    args = argparse.Namespace(preset="hlg_tiny", set=["mixup=0", "train.cutmix=0.5", "model.variant=small"],
+                              epochs=3, batch_size=16, batch_size_is_training=True)
+    p = preset_for(args, "classification")
+    assert (p.train.mixup, p.train.cutmix, p.train.epochs, p.train.batch_size) == (0, 0.5, 3, 16)
+    assert p.model.variant == "small"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["deprecated: --set mixup=0: write --set train.mixup=0"]
 
 
 @pytest.mark.skipif(not shutil.which("taskset"), reason="needs taskset (util-linux) to give the run one CPU")

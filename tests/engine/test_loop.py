@@ -19,10 +19,10 @@ import torch
 import setr.engine.loop as loop_module
 import train_worker as W
 from setr.engine.state import read_checkpoint
-from setr.engine.loop import list_checkpoints
+from setr.engine.workdir import list_checkpoints
 from setr.errors import SetrError
 
-from conftest import free_port
+from helpers import free_port
 
 WORKER = str(Path(W.__file__).resolve())
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -371,7 +371,7 @@ def test_stop_at_and_metrics_jsonl_through_the_cli(roots, reference, tmp_path, c
     from setr.cli import main
     from setr.engine.schedule import poly_lr
 
-    from conftest import tiny_sets
+    from helpers import tiny_sets
 
     preset = W.seg_preset()
 
@@ -453,7 +453,7 @@ def test_default_work_dir_never_adopts_another_run(tmp_path, caplog):
     import os
     import time
 
-    from setr.engine.loop import default_work_dir
+    from setr.engine.workdir import default_work_dir
 
     root = tmp_path / "work_dirs"
     assert default_work_dir("P", None, root) == root / "P"

@@ -17,9 +17,9 @@ from setr.engine.losses import plain_seg_cross_entropy, seg_cross_entropy, segme
 from setr.engine.common import build_optimizer
 from setr.models.heads.common import deferred
 from setr.overrides import apply_overrides
-from setr.presets import get_preset
+from setr import presets
 
-from conftest import tiny_sets
+from helpers import tiny_sets
 
 
 def _target(b, h, w, k, seed=0):
@@ -92,7 +92,7 @@ def test_upsampled_pieces_are_bit_for_bit_the_whole_map(layout, scale):
 
 
 def _tiny_model(name="SETR_PUP_768x768_40k_cityscapes_bs_8"):
-    preset = get_preset(name)
+    preset = presets.get(name)
     preset = apply_overrides(preset, tiny_sets(preset))
     torch.manual_seed(0)
     return preset, build_model(preset.model, with_aux=True).train()
@@ -117,7 +117,7 @@ def test_deferred_heads_train_as_the_full_outputs(name, size):
         m = copy.deepcopy(model)
         torch.manual_seed(2)  # the same dropout / drop-path draws
         outs = m(x, with_aux=True, defer=defer)
-        loss = sum(wt * loss_fn(o, target) for o, wt in zip(outs, weights))
+        loss = sum(wt * loss_fn(o, target) for o, wt in zip(outs, weights, strict=True))
         loss.backward()
         results.append((loss.item(), {n: p.grad for n, p in m.named_parameters() if p.grad is not None}))
     (l_plain, g_plain), (l_lean, g_lean) = results
@@ -132,7 +132,7 @@ def test_deferred_heads_train_as_the_full_outputs(name, size):
         full = model(x, with_aux=True)
         torch.manual_seed(2)
         lazy = model(x, with_aux=True, defer=True)
-    assert all(torch.equal(f, d.materialise()) for f, d in zip(full, lazy))
+    assert all(torch.equal(f, d.materialise()) for f, d in zip(full, lazy, strict=True))
 
 
 def test_segmentor_losses_takes_both_forms():
@@ -162,12 +162,12 @@ def test_trainer_optimizer_is_fused_sgd_and_steps_as_the_loop():
                            lr=r.lr, momentum=r.momentum, weight_decay=r.weight_decay, foreach=False)
     g = torch.Generator().manual_seed(0)
     for _ in range(3):
-        for p, q in zip(model.parameters(), loop_model.parameters()):
+        for p, q in zip(model.parameters(), loop_model.parameters(), strict=True):
             p.grad = torch.randn(p.shape, generator=g)
             q.grad = p.grad.clone()
         opt.step()
         loop.step()
-    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), loop_model.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), loop_model.parameters(), strict=True))
 
 
 def test_no_gradient_is_formed_without_grad_mode(monkeypatch):

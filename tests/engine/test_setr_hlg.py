@@ -6,31 +6,31 @@ from setr.complexity import build_on_meta, segmentor_param_counts
 from setr.config import build_model
 from setr.engine.schedule import poly_lr
 from setr.engine.common import param_groups
-from setr.engine.trainer import train
+from setr.engine.segmentation import train
 from setr.models.hlg import create_hlg
 from setr.overrides import apply_overrides
-from setr.presets import get_preset, list_presets
+from setr import presets
 
-from conftest import tiny_sets
+from helpers import tiny_sets
 
 NAMES = [f"setr_pup_hlg_{v}_{t}_bs_16" for t in ("768x768_40k_cityscapes", "512x512_160k_ade20k")
          for v in ("small", "medium", "large")]
 
 
 def test_presets_and_sizes():
-    assert set(NAMES) <= {p.name for p in list_presets()}
-    p = get_preset("setr_pup_hlg_small_768x768_40k_cityscapes_bs_16")
+    assert set(NAMES) <= {p.name for p in presets.all_presets("segmentation")}
+    p = presets.get("setr_pup_hlg_small_768x768_40k_cityscapes_bs_16")
     counts = segmentor_param_counts(build_on_meta(build_model, p.model))
     assert counts["backbone"] == 23_505_348  # the dense Small backbone (the original's count)
     assert counts["decode_head"] == 13_520_115  # HLGUPHead, S/M inputs, 512 channels, 19 classes
     assert p.train.optimizer == "adamw" and p.train.lr == 6e-5 and p.train.warmup_iters == 1500
     assert p.model.aux_heads[0].type == "fcn" and p.model.aux_heads[0].in_index == 2
-    large = get_preset("setr_pup_hlg_large_512x512_160k_ade20k_bs_16")
+    large = presets.get("setr_pup_hlg_large_512x512_160k_ade20k_bs_16")
     assert large.model.backbone.embed_dims == (128, 256, 512, 1024) and any("no valid" in n for n in large.notes)
 
 
 def tiny_model(name="setr_pup_hlg_small_768x768_40k_cityscapes_bs_16"):
-    p = get_preset(name)
+    p = presets.get(name)
     apply_overrides(p, tiny_sets(p) + ["train.iters=2", "train.eval_interval=2"])
     return p
 

@@ -15,7 +15,9 @@ from setr.cli import main
 from setr.engine.state import read_checkpoint
 from setr.parity.train import write_folder_dataset
 
-CASES = sorted((Path(__file__).parents[1] / "fixtures" / "setr_train").glob("*.pt"))
+from helpers import golden_cases
+
+CASES = golden_cases("setr_train")
 
 
 def run_case(case: dict, tmp_path: Path) -> Path:
@@ -48,7 +50,7 @@ def test_setr_train_golden(path, tmp_path):
 
     records = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in records] == [0, 1, 2]
-    for rec, want in zip(records, case["iterations"]):
+    for rec, want in zip(records, case["iterations"], strict=True):
         assert rec["iteration"] == want["iteration"]
         assert set(rec["losses"]) == set(want["losses"])
         for head, value in want["losses"].items():

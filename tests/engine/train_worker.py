@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # conftest's helpers
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/helpers.py
 
 TASKS = ("seg", "cls", "det")
 SEG_PRESET = "SETR_Naive_768x768_40k_cityscapes_bs_8"
@@ -50,19 +50,19 @@ def make_data(task: str, root: Path) -> Path:
 
 
 def seg_sets(sets=()) -> list[str]:
-    from conftest import tiny_sets
-    from setr.presets import get_preset
+    from helpers import tiny_sets
+    from setr import presets
 
-    return tiny_sets(get_preset(SEG_PRESET), crop=32, depth=2) + [
+    return tiny_sets(presets.get(SEG_PRESET), crop=32, depth=2) + [
         "model.backbone.drop_path_rate=0.1", f"train.iters={ITERS}", "train.checkpoint_interval=1",
         f"train.eval_interval={ITERS}", "train.keep_checkpoints=0"] + list(sets)
 
 
 def seg_preset(sets=()):
     from setr.overrides import apply_overrides
-    from setr.presets import get_preset
+    from setr import presets
 
-    p = get_preset(SEG_PRESET)
+    p = presets.get(SEG_PRESET)
     apply_overrides(p, seg_sets(sets))
     return p
 
@@ -90,10 +90,10 @@ def cls_recipe(sets=()):
 
 
 def det_preset(sets=()):
-    from setr.detection import get_detection_preset
+    from setr import presets
     from setr.overrides import apply_overrides
 
-    p = get_detection_preset(DET_PRESET)
+    p = presets.get(DET_PRESET, "detection")
     apply_overrides(p, ["train.epochs=3", "train.batch_size=4", "train.warmup_iters=3", "train.milestones=[2]",
                         "model.train_min_sizes=[48,64]", "model.max_size=64", "model.test_min_size=64",
                         "model.fpn_channels=32", "model.drop_path_rate=0.1", "train.checkpoint_interval=1",
@@ -104,7 +104,7 @@ def det_preset(sets=()):
 def run(task: str, root, work, resume=None, sets=(), overwrite=False, seed=0):
     """Train ``task`` with the test sizes; returns what the public function returns."""
     if task == "seg":
-        from setr.engine.trainer import train
+        from setr.engine.segmentation import train
 
         return train(seg_preset(sets), root, work, resume=resume, overwrite=overwrite, seed=seed, progress=False,
                      validate=False)
@@ -113,7 +113,7 @@ def run(task: str, root, work, resume=None, sets=(), overwrite=False, seed=0):
 
         return train_classifier(CLS_MODEL, root, work, cls_recipe(sets), model_kwargs=CLS_KWARGS, resume=resume,
                                 overwrite=overwrite, seed=seed, progress=False)
-    from setr.detection.engine import train_detector
+    from setr.detection.training import train_detector
 
     return train_detector(det_preset(sets), root, work, resume=resume, overwrite=overwrite, seed=seed,
                           progress=False)
@@ -121,18 +121,18 @@ def run(task: str, root, work, resume=None, sets=(), overwrite=False, seed=0):
 
 def task_class(task: str):
     if task == "seg":
-        from setr.engine.trainer import SegmentationTask as T
+        from setr.engine.segmentation import SegmentationTask as T
     elif task == "cls":
         from setr.engine.classification import ClassificationTask as T
     else:
-        from setr.detection.engine import DetectionTask as T
+        from setr.detection.training import DetectionTask as T
     return T
 
 
 def last_weights(work) -> tuple[str, dict]:
     """The newest checkpoint of ``work`` (its name and state_dict)."""
     from setr.engine.state import read_checkpoint
-    from setr.engine.loop import list_checkpoints
+    from setr.engine.workdir import list_checkpoints
 
     found = list_checkpoints(Path(work), 2)
     return found[-1][1].name, read_checkpoint(found[-1][1])["state_dict"]

@@ -10,8 +10,10 @@ from setr.models.hlg import (HLG, HLG_VARIANTS, Grouping, create_hlg, global_tok
                              infer_hlg_kwargs, load_hlg_state_dict, nchw_to_tokens, relative_offsets)
 from setr.parity.hlg import build_from_reference, check_hlg_case
 
+from helpers import golden_cases
+
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "hlg_reference"
-CASES = sorted(p for p in FIXTURES.glob("*.pt") if not p.stem.endswith("_trace"))
+CASES = [p for p in golden_cases("hlg_reference") if not p.stem.endswith("_trace")]
 RED16 = dict(embed_dims=(16, 32, 64, 128), num_heads=(1, 2, 4, 8), depths=(2, 2, 2, 2))
 SMALL_DIMS = dict(embed_dims=(32, 32, 64, 64), num_heads=(2, 2, 2, 2), depths=(2, 2, 2, 1))
 
@@ -104,7 +106,7 @@ def test_variants():
     assert HLG_VARIANTS["large"]["depths"] == (2, 2, 18, 2)
     assert HLG_VARIANTS["medium"]["depths"] == (2, 2, 14, 2)
     for arch in HLG_VARIANTS.values():
-        assert all(d // h == 32 for d, h in zip(arch["embed_dims"], arch["num_heads"]))
+        assert all(d // h == 32 for d, h in zip(arch["embed_dims"], arch["num_heads"], strict=True))
 
 
 @pytest.mark.parametrize("hw", [(97, 130), (33, 7), (16, 16)])
@@ -134,7 +136,7 @@ def test_batch_items_are_independent():
     with torch.no_grad():
         both = model(x)
         one = model(x[1:])
-    for a, b in zip(both, one):
+    for a, b in zip(both, one, strict=True):
         torch.testing.assert_close(a[1:], b, atol=1e-5, rtol=1e-5)
 
 

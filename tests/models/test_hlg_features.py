@@ -46,7 +46,7 @@ def test_features_forward_every_variant(variant, feature_cls):
     with torch.no_grad():
         outputs = model(torch.randn(2, 3, *size))
     assert len(outputs) == len(channels) == 4
-    for c, r, o in zip(channels, reductions, outputs):
+    for c, r, o in zip(channels, reductions, outputs, strict=True):
         assert o.shape == (2, c, math.ceil(size[0] / r), math.ceil(size[1] / r))  # HLG rounds every stride up
         assert not torch.isnan(o).any()
 
@@ -59,7 +59,7 @@ def test_forward_intermediates_as_timm_tests_it():
     with torch.no_grad():
         output, intermediates = model.forward_intermediates(x, output_fmt="NCHW")
         assert len(intermediates) == len(info.channels()) == 4
-        for c, r, o in zip(info.channels(), info.reduction(), intermediates):
+        for c, r, o in zip(info.channels(), info.reduction(), intermediates, strict=True):
             assert o.shape[1] == c
             assert o.shape[2] <= math.ceil(48 / r) + 1 and o.shape[3] <= math.ceil(64 / r) + 1
         assert torch.allclose(output, model.forward_features(x))
@@ -89,7 +89,7 @@ def test_features_only_equals_the_full_models_stage_maps():
         want = full.forward_intermediates(x, intermediates_only=True)
         got = feats(x)
     assert len(got) == 2
-    for g, w in zip(got, (want[0], want[2])):
+    for g, w in zip(got, (want[0], want[2]), strict=True):
         torch.testing.assert_close(g, w, rtol=0, atol=0)
 
 
@@ -100,7 +100,7 @@ def test_dense_model_intermediates_are_its_dense_outputs():
     with torch.no_grad():
         dense = model.forward_dense(x)
         inter = model.forward_intermediates(x, norm=True, intermediates_only=True)
-    for d, i in zip(dense, inter):
+    for d, i in zip(dense, inter, strict=True):
         torch.testing.assert_close(i, d, rtol=0, atol=0)
 
 

@@ -4,7 +4,7 @@ import torch
 from setr.config import build_model
 from setr.models.segmentor import slide_windows
 
-from conftest import tiny_config
+from helpers import tiny_config
 
 
 def test_slide_windows_original_grid():
@@ -57,19 +57,22 @@ def test_batched_windows_match_one_at_a_time():
     assert torch.allclose(a, b, atol=1e-5)
 
 
-def test_aug_inference_averages_softmax_and_unflips():
+def test_inference_probs_are_probabilities_and_unflip():
     model = build_model(tiny_config("naive")).eval()
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
-        fused = model.aug_inference([x, x.flip(3)], [False, True], (32, 32))
-        plain = model.inference(x, ori_hw=(32, 32))
-    assert torch.allclose(fused.sum(1), torch.ones(1, 32, 32), atol=1e-5)
+        plain = model.inference_probs(x, ori_hw=(32, 32))
+        flipped = model.inference_probs(x.flip(3), ori_hw=(32, 32), flip=True)
+        logits = model.inference_logits(x.flip(3), ori_hw=(32, 32))
+    assert torch.allclose(plain.sum(1), torch.ones(1, 32, 32), atol=1e-5)
     # flipping is an exact symmetry of the pipeline only for a flip-equivariant net; check the un-flip instead
-    flipped = model.inference(x.flip(3), ori_hw=(32, 32), flip=True)
-    assert torch.allclose(fused, (plain + flipped) / 2, atol=1e-6)
+    torch.testing.assert_close(flipped, logits.softmax(1).flip(3), rtol=0, atol=0)
+    with pytest.warns(DeprecationWarning, match="use inference_probs"):
+        old = model.inference(x, ori_hw=(32, 32))
+    torch.testing.assert_close(old, plain, rtol=0, atol=0)
 
 
 def test_unknown_mode_is_rejected():
     model = build_model(tiny_config("naive")).eval()
     with pytest.raises(ValueError, match="unknown inference mode"):
-        model.inference(torch.randn(1, 3, 32, 32), mode="tiles")
+        model.inference_probs(torch.randn(1, 3, 32, 32), mode="tiles")

@@ -174,9 +174,9 @@ def tiny_detector_model():
     import torch
 
     from setr.detection.model import build_retinanet_hlg
-    from setr.presets.detection import get_detection_preset
+    from setr import presets
 
-    p = get_detection_preset(DET_PRESET)
+    p = presets.get(DET_PRESET, "detection")
     p.model.pretrained = None
     torch.manual_seed(0)
     model = build_retinanet_hlg(p.model, 2)

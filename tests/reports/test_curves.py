@@ -87,7 +87,7 @@ def test_plot_errors_are_one_line(tmp_path, capsys):
 def test_training_writes_curves_and_validation_points(tmp_path):
     from conftest import tiny_sets
     from setr.data.synthetic import write_folder
-    from setr.presets import get_preset
+    from setr.presets import get as get_preset
 
     name = "setr_demo_pup_tiny_64x64_shapes"
     root = write_folder(tmp_path / "data", n_train=2, n_val=1, size=(32, 32))

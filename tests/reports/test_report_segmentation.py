@@ -61,7 +61,7 @@ def _tiny_demo_checkpoint(tmp_path):
     from setr.config import build_model
     from setr.model_files import save_model
     from setr.overrides import apply_overrides
-    from setr.presets import get_preset
+    from setr.presets import get as get_preset
 
     name = "setr_demo_pup_tiny_64x64_shapes"
     preset = get_preset(name)

@@ -33,7 +33,7 @@ def _check_weights(args: argparse.Namespace) -> None:
 
 def _load(args: argparse.Namespace):
     """(kind, the Segmenter or Detector, what it is in words) for the command's options."""
-    from ..pretrained import read_pretrained_config
+    from ..hub import read_pretrained_config
 
     device = args.device or "cpu"
     _check_weights(args)
@@ -122,7 +122,7 @@ def register(sub) -> None:
     p.add_argument("--random-weights", action="store_true",
                    help="with --preset and no checkpoint: show the untrained network (its answers mean nothing)")
     p.add_argument("--score-thresh", type=argtypes.fraction, default=None,
-                   help=f"detectors: the score threshold slider's start (default 0.3)")
+                   help="detectors: the score threshold slider's start (default 0.3)")
     p.add_argument("--port", type=argtypes.nonneg_int, default=7860,
                    help="port on 127.0.0.1 (default 7860; 0 picks a free one)")
     p.add_argument("--examples", nargs="+", metavar="IMAGE|FOLDER",

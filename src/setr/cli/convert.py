@@ -26,7 +26,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_convert_weights(args: argparse.Namespace) -> int:
-    from ..pretrained import convert_weights
+    from ..hub.convert import convert_weights
 
     names = None
     if args.class_names:

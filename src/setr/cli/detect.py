@@ -17,9 +17,9 @@ CHECKPOINT_HELP = ("the authors' mmdet checkpoint (.pth: state_dict + meta), one
 
 def _preset(args: argparse.Namespace):
     from ..overrides import apply_overrides
-    from ..presets.detection import get_detection_preset
+    from .. import presets
 
-    p = get_detection_preset(args.preset)
+    p = presets.get(args.preset, "detection")
     apply_overrides(p, getattr(args, "set", None) or [])
     return p
 
@@ -27,7 +27,7 @@ def _preset(args: argparse.Namespace):
 def cmd_detect_train(args: argparse.Namespace) -> int:
     from ..detection.training import train_detector
     from ..dist import resolve_device
-    from ..engine.loop import default_work_dir
+    from ..engine.workdir import default_work_dir
     from ..outputs import ensure_writable_dir
 
     p = _preset(args)

@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from .. import argtypes
+from .common import STDOUT, add_json, emit_json
 from .report_options import add_report_options, check_report_option
 
 
@@ -27,12 +28,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metrics = evaluate_folders(args.pred_dir, args.gt_dir, args.num_classes, args.reduce_zero_label,
                                args.ignore_index, class_names=names, ignore_out_of_range=args.ignore_out_of_range,
                                on_image=report.add if report else None)
-    print(to_json(metrics) if args.json else format_table(metrics))
+    if args.json:
+        emit_json(args.json, None, to_json(metrics))
+    else:
+        print(format_table(metrics))
     if report is not None:
         meta = {"predictions": str(args.pred_dir), "ground_truth": str(args.gt_dir), "num_images": metrics["num_images"],
                 "reduce_zero_label": args.reduce_zero_label}
         page = report.write(args.report, {k: metrics[k] for k in ("aAcc", "mIoU", "mAcc", "per_class")}, meta)
-        print(f"report written to {page}", file=sys.stderr if args.json else sys.stdout)
+        print(f"report written to {page}", file=sys.stderr if args.json == STDOUT else sys.stdout)
     return 0
 
 
@@ -48,6 +52,6 @@ def register(sub) -> None:
                         "ade20k, pascal_context")
     p.add_argument("--ignore-out-of-range", action="store_true",
                    help="leave label values outside --num-classes out of every class instead of refusing them")
-    p.add_argument("--json", action="store_true")
+    add_json(p, "the metrics")
     add_report_options(p)
     p.set_defaults(func=cmd_evaluate)

@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from .. import argtypes
-from .common import add_trust, preset_from_args
+from .common import add_checkpoint, add_preset, add_set, add_trust, preset_for
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -17,7 +17,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     from ..config import validate_model_config
 
-    preset = preset_from_args(args)
+    preset = preset_for(args)
     validate_model_config(preset.model)
     if args.checkpoint:
         from ..io.paths import check_outputs_apart
@@ -42,12 +42,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("export", help="export whole-mode logits to ONNX")
-    p.add_argument("preset")
-    p.add_argument("--checkpoint", "-c")
+    add_preset(p, "segmentation")
+    add_checkpoint(p)
     p.add_argument("--onnx", required=True, help="output .onnx file")
     argtypes.add_shape(p)
     p.add_argument("--dynamic", action="store_true", help="free batch dimension")
     p.add_argument("--verify", action="store_true", help="compare onnxruntime with PyTorch on a random input")
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
+    add_set(p, "model.num_classes=19")
     add_trust(p)
     p.set_defaults(func=cmd_export)

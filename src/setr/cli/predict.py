@@ -5,19 +5,20 @@ import argparse
 import sys
 
 from .. import argtypes
-from .common import add_device, add_flip_directions, add_speed_options, add_trust
+from .common import (add_batch_size, add_checkpoint, add_device, add_flip_directions, add_preset, add_set,
+                     add_speed_options, add_trust)
 
 
 def preset_mismatch(checkpoint, preset: str, overrides=()) -> str | None:
     """A one-line warning when one of our checkpoints holds another model than ``preset`` describes (its own
     stored configuration is used, the preset's architecture is not); None when they agree or the file is foreign."""
     from ..model_files import architecture, read_config
-    from ..presets import resolved_preset
+    from ..presets import with_overrides
 
     stored = read_config(checkpoint)
     if stored is None:
         return None
-    a, b = architecture(stored), architecture(resolved_preset(preset, overrides).model)
+    a, b = architecture(stored), architecture(with_overrides(preset, overrides, "segmentation").model)
     keys = [k for k in ("num_classes", "backbone", "decode_head") if a[k] != b[k]]
     if not keys:
         return None
@@ -39,9 +40,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ..batch_predict import collect_inputs
     from ..outputs import ensure_writable_dir
 
+    from ..presets import resolve_name
+
+    resolve_name(args.preset, "segmentation")  # a preset of another task names the command that owns it
     # before loading a large model and before --out is even created: a checkpoint given where the images go, a
-    # missing or unreadable input, an --out that would replace an input
-    collect_inputs(args.inputs, Path(args.out), announce=False)
+    # missing or unreadable input, an --out that would replace an input (the inputs are walked once, here)
+    collected = collect_inputs(args.inputs, Path(args.out))
     if args.checkpoint is None and not args.random_weights:
         raise SetrError("no weights: pass the checkpoint with -c/--checkpoint (or --random-weights to try the "
                         "pipeline with an untrained network)")
@@ -61,7 +65,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print("warning: --random-weights: predicting with an untrained network (the label maps mean nothing)",
               file=sys.stderr)
     summary = predict_files(seg, args.inputs, args.out, batch_size=args.batch_size, workers=args.workers,
-                            progress=not args.no_progress, write_summary=True, max_size=args.max_size)
+                            progress=not args.no_progress, write_summary=True, max_size=args.max_size,
+                            collected=collected)
     if summary["rank"] == 0:  # torchrun: every process predicts its shard, rank 0 reports
         print(format_summary(summary, args.out) + f" (mode={seg.mode}, aug={'ms+flip' if seg.aug else 'off'}, "
               f"device={seg.device}, precision={seg.precision})")
@@ -70,10 +75,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("predict", help="segment images or folders: <stem>.png label maps and <stem>_overlay.jpg")
-    p.add_argument("preset")
+    add_preset(p, "segmentation")
     p.add_argument("inputs", nargs="+", help="image files or folders")
-    p.add_argument("--checkpoint", "-c", help="our .safetensors checkpoint or an original SETR .pth (required "
-                   "unless --random-weights)")
+    add_checkpoint(p, help="our .safetensors checkpoint or an original SETR .pth (required unless --random-weights)")
     p.add_argument("--random-weights", action="store_true",
                    help="predict with an untrained network (to try the pipeline; the label maps mean nothing)")
     p.add_argument("--out", "-o", required=True,
@@ -89,12 +93,10 @@ def register(sub) -> None:
                         "overlays keep the image's size); bounds the time of very large images")
     p.add_argument("--aug", action="store_true", help="multi-scale + flip test")
     add_flip_directions(p)
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="override preset values (model.*; e.g. model.test.img_scale=[1024,512])")
+    add_set(p, "test.img_scale=[1024,512]")
     add_speed_options(p)
     p.add_argument("--compile", action="store_true", help="torch.compile the network (slow first image)")
-    p.add_argument("--batch-size", type=argtypes.positive_int, default=1,
-                   help="images per forward pass (consecutive images of equal size; default 1)")
+    add_batch_size(p, 1, help="images per forward pass (consecutive images of equal size; default 1)")
     p.add_argument("--workers", type=argtypes.nonneg_int, default=2,
                    help="image-decoding worker processes per process (default 2; 0 decodes in the main process)")
     p.add_argument("--no-progress", action="store_true")

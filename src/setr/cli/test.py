@@ -2,27 +2,26 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..errors import SetrError
 from ..dist import resolve_device
-from .common import add_device, add_flip_directions, add_speed_options, add_trust, preset_from_args
+from .common import (STDOUT, add_checkpoint, add_device, add_flip_directions, add_json, add_preset, add_set,
+                     add_speed_options, add_trust, checkpoint_of, preset_for)
 from .report_options import add_report_options, check_report_option
 
 LISTED_DATASETS = ("cityscapes", "ade20k", "pascal_context", "folder")
 
 
 def _load_for_test(args, preset):
-    from ..model_files import config_for, load_model
+    """The checkpoint's model with the command's ``model.*`` / ``test.*`` overrides: on the preset for a foreign
+    checkpoint, on the stored config for one of ours (the same rule as ``setr predict``)."""
     from ..inference import Segmenter
 
-    from ..overrides import apply_model_overrides
-
-    cfg = config_for(args.checkpoint, preset.model)
-    if cfg is not preset.model:  # one of ours: its stored config, with this command's model.* --set on top
-        cfg = apply_model_overrides(cfg, [a for a in args.set if a.strip().startswith("model.")])
-    model, cfg = load_model(args.checkpoint, cfg)
-    seg = Segmenter(model, cfg, device=resolve_device(args.device), mode=args.mode, aug=True if args.aug else None,
-                    window_batch=args.window_batch, precision=args.precision, flip_directions=args.flip_directions)
+    overrides = [a for a in args.set if a.strip().startswith(("model.", "test."))]
+    seg = Segmenter.from_checkpoint(args.checkpoint, preset, overrides=overrides, device=resolve_device(args.device),
+                                    mode=args.mode, aug=True if args.aug else None, window_batch=args.window_batch,
+                                    precision=args.precision, flip_directions=args.flip_directions)
     print(f"testing with mode={seg.mode}, aug={'ms+flip' if seg.aug else 'off'}, device={seg.device}, "
           f"precision={seg.precision}")
     return seg
@@ -43,16 +42,19 @@ def cmd_test(args: argparse.Namespace) -> int:
     if useless:  # never ignored silently: a test does not train
         raise SetrError(f"--set {useless[0]}: train.* settings have no meaning for setr test (model.*, test.* and "
                         "data.* apply)")
-    preset = preset_from_args(args)
+    preset = preset_for(args)
+    checkpoint_of(args, "setr test")
     if args.format_only and not args.out:
         raise SetrError("--format-only needs --out DIR for the prediction files")
     if args.report and args.format_only:
         raise SetrError("--report scores predictions against the ground truth: not with --format-only")
-    json_path = Path(args.json or Path(args.checkpoint).with_name(f"{Path(args.checkpoint).stem}_{args.split}_metrics.json"))
+    to_stdout = args.json == STDOUT
+    json_path = Path(args.json if args.json and not to_stdout
+                     else Path(args.checkpoint).with_name(f"{Path(args.checkpoint).stem}_{args.split}_metrics.json"))
     for option, folder in (("--out", args.out), ("--show-dir", args.show_dir)):
         if folder:
             ensure_writable_dir(folder, option)
-    if not args.format_only:
+    if not args.format_only and not to_stdout:
         ensure_writable_file(json_path, "--json" if args.json else "--json (default: next to the checkpoint)")
     check_report_option(args, {"--data-root": args.data_root})
     seg = _load_for_test(args, preset)
@@ -76,23 +78,27 @@ def cmd_test(args: argparse.Namespace) -> int:
         return 0
     metrics.update({"preset": preset.name, "checkpoint": str(args.checkpoint), "split": args.split,
                     "mode": seg.mode, "aug": seg.aug, "precision": seg.precision, "num_images": len(dataset)})
-    print(format_table(metrics))  # the numbers first: a failing write below cannot take them away
-    atomic_write_text(json_path, to_json(metrics))
-    print(f"metrics written to {json_path}")
+    if to_stdout:
+        print(to_json(metrics))
+    else:
+        print(format_table(metrics))  # the numbers first: a failing write below cannot take them away
+        atomic_write_text(json_path, to_json(metrics))
+        print(f"metrics written to {json_path}")
     if report is not None:
         meta = {k: metrics[k] for k in ("preset", "checkpoint", "split", "precision", "mode", "num_images")}
         meta["augmentation"] = (f"multi-scale + flip ({', '.join(seg.cfg.test.flip_directions)})" if seg.aug
                                 else "off")
         meta["data_root"] = str(args.data_root)
         scores = {k: metrics[k] for k in ("aAcc", "mIoU", "mAcc", "per_class")}
-        print(f"report written to {report.write(args.report, scores, meta)}")
+        page = report.write(args.report, scores, meta)
+        print(f"report written to {page}", file=sys.stderr if to_stdout else sys.stdout)
     return 0
 
 
 def register(sub) -> None:
     p = sub.add_parser("test", help="evaluate a checkpoint on a dataset split (mIoU, mAcc, aAcc, per class)")
-    p.add_argument("preset")
-    p.add_argument("checkpoint")
+    add_preset(p, "segmentation")
+    add_checkpoint(p, required=True, positional_too=True)
     p.add_argument("--data-root", required=True)
     p.add_argument("--split", default="val", choices=("train", "val", "test"))
     p.add_argument("--mode", choices=("whole", "slide"))
@@ -101,9 +107,9 @@ def register(sub) -> None:
     p.add_argument("--format-only", action="store_true", help="only write prediction files (needs --out)")
     p.add_argument("--out", help="write prediction files in the evaluation server's format here")
     p.add_argument("--show-dir", help="write overlays here")
-    p.add_argument("--json", help="metrics JSON path (default: next to the checkpoint)")
+    add_json(p, "the metrics", default="<checkpoint>_<split>_metrics.json next to the checkpoint")
     add_report_options(p)
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
+    add_set(p, "test.img_scale=[1024,512] data.dataset=folder")
     add_speed_options(p)
     p.add_argument("--no-progress", action="store_true")
     add_device(p)

@@ -9,6 +9,5 @@
 """
 from .api import Detector
 from .model import build_retinanet_hlg
-from ..presets.detection import DetectionPreset, get_detection_preset, list_detection_presets
 
-__all__ = ["Detector", "build_retinanet_hlg", "DetectionPreset", "get_detection_preset", "list_detection_presets"]
+__all__ = ["Detector", "build_retinanet_hlg"]

@@ -21,7 +21,9 @@ import torch
 from torch import nn
 
 from ..errors import SetrError
-from ..presets.detection import DetModelConfig, DetectionPreset
+from ..io.hub import HubMixin
+from ..presets import Preset
+from ..presets.detection import DetModelConfig, preset_from_dict
 from .anchors import anchor_generator_from_config
 from .box_coder import DeltaXYWHBBoxCoder
 from .model import RetinaNetHLG, build_retinanet_hlg
@@ -101,8 +103,11 @@ def postprocess_config_of(cfg: DetModelConfig) -> PostprocessConfig:
                              nms_impl=str(getattr(cfg, "nms_impl", "mmcv")))
 
 
-class Detector:
-    """A RetinaNet-HLG plus the authors' test pipeline and post-processing."""
+class Detector(HubMixin):
+    """A RetinaNet-HLG plus the authors' test pipeline and post-processing (``save_pretrained`` /
+    ``from_pretrained`` / ``push_to_hub``: a pretrained folder, through :class:`setr.io.hub.HubMixin`)."""
+
+    _hub_kind = "detector"
 
     def __init__(self, model: RetinaNetHLG, cfg: DetModelConfig | None = None, device: str | torch.device = "cpu",
                  precision: str = "fp32", class_names: Sequence[str] | None = None,
@@ -165,35 +170,13 @@ class Detector:
                     ) -> "Detector":
         """A preset's model with its initial weights (for tests and smoke runs)."""
         from ..overrides import apply_overrides
-        from ..presets.detection import get_detection_preset
+        from .. import presets
 
-        p = apply_overrides(get_detection_preset(preset), list(overrides))
+        p = apply_overrides(presets.get(preset, "detection"), list(overrides))
         p.model.pretrained = None
         det = cls(build_retinanet_hlg(p.model, num_classes), p.model, **kwargs)
         det.preset = p.name
         return det
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any) -> "Detector":
-        """From a pretrained folder or a Hugging Face Hub repo id (revision, cache_dir, local_files_only, token go
-        to the download; device, precision to the Detector)."""
-        from ..pretrained import HUB_KWARGS, load_pretrained
-
-        hub = {k: kwargs.pop(k) for k in list(kwargs) if k in HUB_KWARGS}
-        loaded = load_pretrained(name_or_path, kind="detection", **hub)
-        p = DetectionPreset.from_dict({"name": loaded.config.get("preset") or "pretrained",
-                                       "model": loaded.config["model"]})
-        det = cls(loaded.model, p.model, categories=loaded.config.get("categories"),
-                  class_names=None if loaded.config.get("categories") else loaded.config.get("class_names"),
-                  **kwargs)
-        det.preset = loaded.config.get("preset")
-        return det
-
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> Path:
-        from ..pretrained import save_pretrained
-
-        kwargs.setdefault("preset", self.preset)
-        return save_pretrained(self.model, save_directory, config=self.cfg, categories=self.categories, **kwargs)
 
     # -------------------------------------------------------------------------------------------- inference
     @staticmethod
@@ -293,21 +276,21 @@ def load_state_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], so
     model.load_state_dict(state_dict, strict=True)
 
 
-def load_detector_checkpoint(checkpoint: str | os.PathLike, preset: str | DetectionPreset | None = None,
+def load_detector_checkpoint(checkpoint: str | os.PathLike, preset: str | Preset | None = None,
                              overrides: Sequence[str] = (), num_classes: int | None = None,
                              trust_checkpoint: bool = False):
     """(model in eval mode, preset, categories or None, class names or None) for a detection checkpoint."""
     from ..overrides import apply_overrides
-    from ..presets.detection import get_detection_preset
+    from .. import presets
 
     sd, meta = read_detector_file(checkpoint, trust_checkpoint)
     source = str(checkpoint)
-    if isinstance(preset, DetectionPreset):
+    if isinstance(preset, Preset):
         p = preset
     elif isinstance(meta.get("config"), dict) and "model" in meta["config"]:
-        p = DetectionPreset.from_dict(meta["config"])  # our training checkpoint: the trained configuration
+        p = preset_from_dict(meta["config"])  # our training checkpoint: the trained configuration
     elif preset:
-        p = get_detection_preset(preset)
+        p = presets.get(preset, "detection")
     else:
         raise SetrError(f"{source}: a detection checkpoint without its config: name its preset "
                         "(retinanet_hlg_{small,medium,large}_fpn_mstrain_1x_coco)")

@@ -24,26 +24,17 @@ from torch import nn
 from ..dist import DistInfo, all_reduce_sum
 from ..engine.loop import TrainTask, run_training
 from ..errors import SetrError
-from ..presets.detection import DetectionPreset, get_detection_preset
+from ..presets import Preset
 from .coco import CocoDetection
+from .evaluation import METRIC_NAMES, check_categories
 
 CKPT_FORMAT = "setr-det-1"
-METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 
-def resolve_preset(preset: str | DetectionPreset) -> DetectionPreset:
-    return get_detection_preset(preset) if isinstance(preset, str) else preset
+def resolve_preset(preset: str | Preset) -> Preset:
+    from .. import presets
 
-
-def check_categories(ckpt_categories: list[dict] | None, dataset: CocoDetection, where: str) -> None:
-    if ckpt_categories is None:
-        return
-    ours = [(int(c["id"]), str(c["name"])) for c in ckpt_categories]
-    theirs = [(int(c["id"]), str(c["name"])) for c in dataset.categories]
-    if ours != theirs:
-        raise SetrError(f"{where}: checkpoint categories ({len(ours)}: {', '.join(n for _, n in ours[:5])}"
-                        f"{', ...' if len(ours) > 5 else ''}) do not match {dataset.ann_file} "
-                        f"({len(theirs)}: {', '.join(n for _, n in theirs[:5])}{', ...' if len(theirs) > 5 else ''})")
+    return presets.get(preset, "detection") if isinstance(preset, str) else preset
 
 
 class RetinaTrainingHead:
@@ -82,7 +73,7 @@ class RetinaTrainingHead:
         return out
 
 
-def train_detector(preset: str | DetectionPreset, data_root: str | Path, work_dir: str | Path, *,
+def train_detector(preset: str | Preset, data_root: str | Path, work_dir: str | Path, *,
                    epochs: int | None = None, batch_size: int | None = None, amp: str | None = None,
                    resume: bool | str | Path | None = None, device: str | None = None, seed: int = 0,
                    progress: bool = True, overwrite: bool = False, load_from: str | Path | None = None) -> dict:
@@ -110,7 +101,7 @@ class DetectionTask(TrainTask):
     ckpt_format = CKPT_FORMAT
     score_key = "AP"
 
-    def __init__(self, p: DetectionPreset, root: Path, work_dir: Path, seed: int, load_from=None):
+    def __init__(self, p: Preset, root: Path, work_dir: Path, seed: int, load_from=None):
         self.p, self.root, self.work_dir, self.seed = p, root, work_dir, seed
         self.load_from = load_from
         r = p.train
@@ -235,7 +226,7 @@ class DetectionTask(TrainTask):
         return it == self.total_iters or bool(r.eval_interval and epoch % r.eval_interval == 0)
 
     def evaluate(self, it: int) -> dict:
-        from .engine import evaluate_detector
+        from .evaluation import evaluate_detector
 
         last = it == self.total_iters
         metrics = evaluate_detector(self.model, self.val_set, batch_size=max(self.per_rank, 1), info=self.info,

@@ -1,9 +1,8 @@
 """Pieces every trainer shares (segmentation, classification, detection): the log file, TensorBoard, the
-optimiser's parameter groups, the optimiser step with AMP scaling and clipping, finding the newest checkpoint, and choosing a device."""
+optimiser's parameter groups, the optimiser step with AMP scaling and clipping, and choosing a device."""
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
 import torch
@@ -106,10 +105,3 @@ def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, model: 
         scaler.update()
     else:
         optimizer.step()
-
-
-def newest_checkpoint(work_dir: Path, prefix: str) -> Path | None:
-    """The ``<prefix>_<N>.pth`` with the largest N in ``work_dir``."""
-    pattern = re.compile(rf"{prefix}_(\d+)\.pth$")
-    found = [(int(m.group(1)), p) for p in Path(work_dir).glob(f"{prefix}_*.pth") if (m := pattern.search(p.name))]
-    return max(found)[1] if found else None

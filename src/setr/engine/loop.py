@@ -39,8 +39,7 @@ from torch import nn
 from ..errors import SetrError
 from .state import gather_rng_states, read_checkpoint, rng_state, set_rng_state, write_checkpoint
 from .common import optimizer_step, run_logger, tensorboard_writer
-from .workdir import (CKPT_RE, LOCK_NAME, acquire_lock, default_work_dir, list_checkpoints,  # noqa: F401 (public)
-                      prepare_work_dir, prune, release_lock, remove_stale_temporaries)
+from .workdir import list_checkpoints, prepare_work_dir, prune, release_lock
 from ..precision import autocast
 from ..reports.curves import append_validation, write_work_dir_curves
 from ..dist import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
@@ -545,7 +544,7 @@ class _Loop:
         it = self.it
         path = self._save_alone(it) if it > self.saved_iter else self.last_ckpt
         self.handled = True
-        where = f"saved iteration {it} in {path}" if path else f"nothing saved (no whole iteration since the start)"
+        where = f"saved iteration {it} in {path}" if path else "nothing saved (no whole iteration since the start)"
         self._say(f"stopped at once at iteration {it} (second signal): {where}; continue with --resume")
         raise TrainingStopped
 

@@ -607,26 +607,32 @@ class HLG(nn.Module):
             self.reset_classifier(0)
         return take
 
-    # ------------------------------------------------------------------ pretrained folders (setr.pretrained)
-    def save_pretrained(self, save_directory: str, **kwargs: Any):
-        """Write ``config.json``, ``model.safetensors`` and a ``README.md`` model card (see
-        :func:`setr.pretrained.save_pretrained`; ``push_to_hub=True, repo_id=...`` uploads the folder)."""
-        from ..pretrained import save_pretrained
+    # ------------------------------------------------------------------ pretrained folders (timm's hub format)
+    def save_pretrained(self, save_directory: str, class_names: list[str] | None = None, **kwargs: Any):
+        """Write ``config.json`` + ``model.safetensors`` in timm's hub format (``timm.create_model("hf-hub:...",
+        pretrained=True)`` loads what this writes; ``push_to_hub=True, repo_id=...`` uploads the folder)."""
+        from .hlg_timm import save_hlg_folder
 
-        return save_pretrained(self, save_directory, **kwargs)
+        return save_hlg_folder(self, save_directory, class_names=class_names, **kwargs)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, **kwargs: Any) -> "HLG":
-        """An HLG from a pretrained folder or a Hugging Face Hub repo id (see :func:`setr.pretrained.load`)."""
-        from ..pretrained import from_pretrained
+        """An HLG from a timm-format folder or a Hugging Face Hub repo id (eval mode)."""
+        from .hlg_timm import load_hlg_folder
 
-        return from_pretrained(name_or_path, kind="classification", **kwargs)
+        return load_hlg_folder(name_or_path, **kwargs)
 
-    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+    def push_to_hub(self, repo_id: str, *, token: str | None = None, private: bool | None = None,
+                    commit_message: str | None = None, revision: str | None = None, **save_kwargs: Any) -> str:
         """Save to a temporary folder and upload it to ``repo_id`` on the Hugging Face Hub."""
-        from ..pretrained import push_to_hub
+        import tempfile
 
-        return push_to_hub(self, repo_id, **kwargs)
+        from ..io.hub import upload_folder
+
+        with tempfile.TemporaryDirectory(prefix="setr-push-") as tmp:
+            self.save_pretrained(tmp, **save_kwargs)
+            return upload_folder(tmp, repo_id, token=token, private=private, commit_message=commit_message,
+                                 revision=revision)
 
 
 # --------------------------------------------------------------------------------------------------------------

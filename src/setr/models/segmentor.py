@@ -5,8 +5,8 @@
 * ``slide``: square windows on the original grid (``h_grids = max(H - crop + stride - 1, 0) // stride + 1``,
   the last window flush with the edge); window **logits** are summed and divided by the coverage count.
   Beyond the original, images smaller than the crop are padded instead of crashing.
-* multi-scale + flip (``aug_inference``): **softmax probabilities** of every augmented view, flipped back,
-  resized to the original size, summed in order and divided by the number of views.
+* ``inference_probs``: a view's **softmax probabilities** at the original size, flipped back; the multi-scale
+  + flip test (``setr.inference.Segmenter``) sums them over the views in order and divides by their number.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..io.hub import HubMixin
 from .heads.common import deferred, resize
 
 
@@ -34,7 +35,13 @@ def slide_windows(height: int, width: int, crop: Sequence[int], stride: Sequence
     return windows
 
 
-class EncoderDecoder(nn.Module):
+class EncoderDecoder(HubMixin, nn.Module):
+    """Backbone + decode head (+ auxiliary heads for training). ``save_pretrained(folder, config=ModelConfig or
+    Preset)``, ``from_pretrained(folder or repo id)`` and ``push_to_hub`` come from :class:`setr.io.hub.HubMixin`
+    (the folder format: :mod:`setr.hub`)."""
+
+    _hub_kind = "segmentation"
+
     def __init__(self, backbone: nn.Module, decode_head: nn.Module, auxiliary_head: Sequence[nn.Module] = (),
                  num_classes: int | None = None, align_corners: bool = False):
         super().__init__()
@@ -125,10 +132,10 @@ class EncoderDecoder(nn.Module):
             return self.slide_inference(img, crop, stride, ori_hw, window_batch, on_windows)
         raise ValueError(f"unknown inference mode {mode!r}: expected 'whole' or 'slide'")
 
-    def inference(self, img: torch.Tensor, mode: str = "whole", crop: Sequence[int] | None = None,
-                  stride: Sequence[int] | None = None, ori_hw: Sequence[int] | None = None,
-                  flip: bool | str | None = None, window_batch: int = 1,
-                  on_windows: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    def inference_probs(self, img: torch.Tensor, mode: str = "whole", crop: Sequence[int] | None = None,
+                        stride: Sequence[int] | None = None, ori_hw: Sequence[int] | None = None,
+                        flip: bool | str | None = None, window_batch: int = 1,
+                        on_windows: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """Softmax probabilities at ``ori_hw``. ``flip`` names the direction the input was flipped in
         ("horizontal" or ``True``, "vertical"); the map is flipped back along that same axis."""
         logits = self.inference_logits(img, mode, crop, stride, ori_hw, window_batch, on_windows)
@@ -141,33 +148,11 @@ class EncoderDecoder(nn.Module):
             raise ValueError(f"flip direction {flip!r}: expected 'horizontal' or 'vertical'")
         return probs
 
-    def aug_inference(self, imgs: Sequence[torch.Tensor], flips: Sequence[bool | str | None], ori_hw: Sequence[int],
-                      mode: str = "whole", crop: Sequence[int] | None = None,
-                      stride: Sequence[int] | None = None, window_batch: int = 1) -> torch.Tensor:
-        """Mean of the softmax probabilities of every augmented view (already resized / flipped)."""
-        total = None
-        for img, flip in zip(imgs, flips):
-            probs = self.inference(img, mode, crop, stride, ori_hw, flip, window_batch)
-            total = probs if total is None else total + probs
-        return total / len(imgs)
+    def inference(self, *args, **kwargs) -> torch.Tensor:
+        """Deprecated name of :meth:`inference_probs` (it returns probabilities, not logits); kept for one
+        release."""
+        import warnings
 
-    # ------------------------------------------------------------------ pretrained folders (setr.pretrained)
-    def save_pretrained(self, save_directory: str, config=None, **kwargs):
-        """Write ``config.json``, ``model.safetensors`` and a ``README.md`` model card; ``config`` is the
-        ``ModelConfig`` (or ``Preset``) the model was built from (see :func:`setr.pretrained.save_pretrained`)."""
-        from ..pretrained import save_pretrained
-
-        return save_pretrained(self, save_directory, config=config, **kwargs)
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str, **kwargs) -> "EncoderDecoder":
-        """A segmentor from a pretrained folder or a Hugging Face Hub repo id (see :func:`setr.pretrained`)."""
-        from ..pretrained import from_pretrained
-
-        return from_pretrained(name_or_path, kind="segmentation", **kwargs)
-
-    def push_to_hub(self, repo_id: str, config=None, **kwargs) -> str:
-        """Save to a temporary folder and upload it to ``repo_id`` on the Hugging Face Hub."""
-        from ..pretrained import push_to_hub
-
-        return push_to_hub(self, repo_id, config=config, **kwargs)
+        warnings.warn("EncoderDecoder.inference is deprecated: use inference_probs (it returns softmax "
+                      "probabilities)", DeprecationWarning, stacklevel=2)
+        return self.inference_probs(*args, **kwargs)

@@ -338,10 +338,10 @@ def _check_pipeline_and_assignment(case, image_dir: Path, overrides) -> list[Out
     from ..detection.train_pipeline import collate_train, train_transform
     from ..io.images import read_image
     from ..overrides import apply_overrides
-    from ..presets.detection import get_detection_preset
+    from .. import presets
 
     c = case["config"]
-    preset = apply_overrides(get_detection_preset(PRESET), list(overrides))
+    preset = apply_overrides(presets.get(PRESET, "detection"), list(overrides))
     checks: list[OutputCheck] = []
     samples = []
     for i, im in enumerate(case["batch"]["images"]):

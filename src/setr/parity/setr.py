@@ -118,8 +118,9 @@ def check_setr_case(case: Mapping[str, Any], device: str = "cpu") -> list[Output
     grid = model.backbone.token_grid(img.shape[-2:])
     size = img.shape[-2:]
     add("backbone_outs", lambda: feats)
-    add("decode_head_out", lambda: model.decode_head(feats, out_size=size, grid=grid))
-    add("aux_head_outs", lambda: [h(feats, out_size=size, grid=grid) for h in model.auxiliary_head])
+    # each head's own output, at the head's natural size (PUP: 16x the token grid, not necessarily the image's)
+    add("decode_head_out", lambda: model.decode_head(feats, grid=grid))
+    add("aux_head_outs", lambda: [h(feats, grid=grid) for h in model.auxiliary_head])
     whole = model.whole_inference(img, ori_hw=size)
     add("whole_logits", lambda: whole)
     crop, stride = cfg.test.crop_size, cfg.test.stride
@@ -136,8 +137,10 @@ def check_setr_case(case: Mapping[str, Any], device: str = "cpu") -> list[Output
     preds = {"whole_pred": lambda: whole, "slide_pred": lambda: slide}
     if "aug_imgs" in inp:
         flips = [flip_of(s) for s in inp["aug_spec"]]  # each view is flipped back along its own axis
-        fused = model.aug_inference([x.float() for x in inp["aug_imgs"]], flips, tuple(inp["aug_ori_hw"]),
-                                    mode=cfg.test.mode, crop=crop, stride=stride)
+        # the views arrive resized and flipped: the mean of their probabilities, flipped back, in order
+        views = [model.inference_probs(x.float(), cfg.test.mode, crop, stride, tuple(inp["aug_ori_hw"]), flip)
+                 for x, flip in zip(inp["aug_imgs"], flips, strict=True)]
+        fused = sum(views[1:], views[0]) / len(views)
         add("aug_fused_probs", lambda: fused)
         preds["aug_pred"] = lambda: fused
     for name, scores in preds.items():

@@ -75,7 +75,7 @@ def check_train_case(case: Mapping[str, Any], device: str = "cpu", work_dir: str
     """Run ``setr train`` on the case and compare losses, learning rates and final weights."""
     from ..cli import main
     from ..engine.state import read_checkpoint
-    from ..presets import resolved_preset
+    from ..presets import with_overrides
     from .base import OutputCheck
 
     check_fields(case, {"config": INFO, "batch": INFO, "initial_state_dict": INFO, "final_state_dict": INFO,
@@ -90,7 +90,7 @@ def check_train_case(case: Mapping[str, Any], device: str = "cpu", work_dir: str
     check_fields(case["batch"], {"images_rgb": INFO, "masks": INFO, "names": INFO, "img": INFO,
                                  "gt_semantic_seg": INFO}, "batch")
     overrides = train_overrides(case)
-    preset = resolved_preset(c["setr_preset"], overrides)
+    preset = with_overrides(c["setr_preset"], overrides)
     if preset.model.num_classes != c["num_classes"] or len(c["class_names"]) != c["num_classes"]:
         raise unsupported("config.num_classes", f"{c['num_classes']} (the preset + overrides give "
                                                 f"{preset.model.num_classes}, class_names {len(c['class_names'])})")

@@ -1,109 +1,94 @@
-"""Every named preset, one registry: ``get(task, name)`` and ``names(task)`` for the three tasks
-(``segmentation``, ``classification``, ``detection``), one lookup rule for all of them: the exact name, else the
-name case-insensitively (a trailing ``.py``, as in the original config files, is accepted), else a one-line
-error with the closest names ("did you mean ..."). ``get_preset``, ``get_classifier_preset`` and
-``setr.presets.detection.get_detection_preset`` are that rule for one task each."""
+"""Every named preset, one registry, one shape (:class:`Preset`: name, task, model, train, data) for the three
+tasks (``segmentation``, ``classification``, ``detection``).
+
+``get(name)`` returns a fresh (mutable) copy of any preset; ``get(name, task)`` also checks that it belongs to
+``task``: a name of another task is refused in one line naming the command that owns it ("hlg_tiny is a
+classification preset: use `setr classify ...`"). ``names(task)`` lists them, ``task_of(name)`` says whose a
+name is. One lookup rule for all: the exact name, else the name case-insensitively (a trailing ``.py``, as in the
+original config files, is accepted), else a one-line error with the closest names ("did you mean ...").
+"""
 from __future__ import annotations
 
 import copy
 import difflib
 from functools import lru_cache
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 from ..errors import SetrError
-from .base import Preset, TrainRecipe
+from .base import TASKS, DataConfig, Preset, TrainRecipe
 from .demo import demo_preset
-from .hlg import ClassifierPreset, ClassifyRecipe, hlg_presets
+from .detection import DetModelConfig, DetTrainConfig, detection_presets
+from .hlg import ClassifyRecipe, HLGModelConfig, hlg_presets
 from .setr import setr_presets
 from .setr_hlg import setr_hlg_presets
 
-__all__ = ["TASKS", "ClassifierPreset", "ClassifyRecipe", "Preset", "TrainRecipe", "get", "get_classifier_preset",
-           "get_preset", "is_classifier_preset", "list_classifier_presets", "list_presets", "names", "preset_names", "resolved_preset"]
+__all__ = ["TASKS", "COMMANDS", "ClassifyRecipe", "DataConfig", "DetModelConfig", "DetTrainConfig", "HLGModelConfig",
+           "Preset", "TrainRecipe", "all_presets", "get", "names", "resolve_name", "task_of", "with_overrides"]
 
-TASKS = ("segmentation", "classification", "detection")
-_LABEL = {"segmentation": "preset", "classification": "classification preset", "detection": "detection preset"}
+# the command that owns each task's presets
+COMMANDS = {"segmentation": "setr train / test / predict", "classification": "setr classify",
+            "detection": "setr detect"}
 
 
 @lru_cache(maxsize=1)
 def _registry() -> dict[str, Preset]:
-    return {p.name: p for p in [*setr_presets(), *setr_hlg_presets(), demo_preset()]}
+    presets = [*setr_presets(), *setr_hlg_presets(), demo_preset(), *hlg_presets(), *detection_presets()]
+    return {p.name: p for p in presets}
 
 
-@lru_cache(maxsize=1)
-def _classifiers() -> dict[str, ClassifierPreset]:
-    return {p.name: p for p in hlg_presets()}
+def all_presets(task: str | None = None) -> list[Preset]:
+    """Every preset (of ``task``), in the registry's order (shared: copy before changing one; :func:`get` does)."""
+    _check_task(task)
+    return [p for p in _registry().values() if task is None or p.task == task]
 
 
-def _makers(task: str) -> dict[str, Callable[[], Any]]:
-    """name -> a function returning a fresh copy of that preset."""
-    if task == "segmentation":
-        return {k: (lambda p=p: copy.deepcopy(p)) for k, p in _registry().items()}
-    if task == "classification":
-        return {k: (lambda p=p: copy.deepcopy(p)) for k, p in _classifiers().items()}
-    if task == "detection":
-        from .detection import list_detection_presets, make_detection_preset
-
-        return {k: (lambda k=k: make_detection_preset(k)) for k in list_detection_presets()}
-    raise SetrError(f"unknown preset task {task!r} (one of {', '.join(TASKS)})")
+def names(task: str | None = None) -> list[str]:
+    """The preset names (of ``task``), in the registry's order."""
+    return [p.name for p in all_presets(task)]
 
 
-def names(task: str) -> list[str]:
-    """The preset names of ``task``, in the registry's order."""
-    return list(_makers(task))
+def _check_task(task: str | None) -> None:
+    if task is not None and task not in TASKS:
+        raise SetrError(f"unknown preset task {task!r} (one of {', '.join(TASKS)})")
 
 
-def resolve_name(task: str, name: str) -> str:
-    """The registered name ``name`` stands for under the one lookup rule; a miss is a one-line ``SetrError``."""
-    known = names(task)
+def resolve_name(name: str, task: str | None = None) -> str:
+    """The registered name ``name`` stands for under the one lookup rule; a miss, or a name of another task than
+    ``task``, is a one-line ``SetrError``."""
+    _check_task(task)
+    reg = _registry()
     key = name[:-3] if name.endswith(".py") else name
-    if key in known:
+    if key not in reg:
+        lower = {k.lower(): k for k in reg}
+        key = lower.get(key.lower(), key)
+    if key in reg:
+        owner = reg[key].task
+        if task is not None and owner != task:
+            raise SetrError(f"{key} is a {owner} preset: use `{COMMANDS[owner]} ...`")
         return key
-    lower = {k.lower(): k for k in known}
-    if key.lower() in lower:
-        return lower[key.lower()]
-    others = [n for t in TASKS if t != task for n in names(t)]
-    pool = {k.lower(): k for k in [*known, *others]}
+    pool = {k.lower(): k for k in names(task)} if task else {k.lower(): k for k in reg}
     close = [pool[c] for c in difflib.get_close_matches(key.lower(), list(pool), n=3, cutoff=0.5)]
     if close:
         hint = f"; did you mean {', '.join(close)}?"
     else:
-        hint = f"; known: {', '.join(known)}" if len(known) <= 12 else "; `setr presets` lists them"
-    raise SetrError(f"unknown {_LABEL[task]} {name!r}{hint}")
+        hint = f"; known: {', '.join(pool.values())}" if len(pool) <= 12 else "; `setr presets` lists them"
+    label = f"{task} preset" if task and task != "segmentation" else "preset"
+    raise SetrError(f"unknown {label} {name!r}{hint}")
 
 
-def get(task: str, name: str) -> Any:
-    """A fresh (mutable) copy of the ``task`` preset ``name``, found by the one lookup rule."""
-    return _makers(task)[resolve_name(task, name)]()
+def task_of(name: str) -> str:
+    """The task the preset ``name`` belongs to."""
+    return _registry()[resolve_name(name)].task
 
 
-def preset_names() -> list[str]:
-    return names("segmentation")
+def get(name: str, task: str | None = None) -> Preset:
+    """A fresh (mutable) copy of the preset ``name``; with ``task``, refused unless it is one of that task's."""
+    return copy.deepcopy(_registry()[resolve_name(name, task)])
 
 
-def list_presets() -> list[Preset]:
-    return list(_registry().values())
-
-
-def list_classifier_presets() -> list[ClassifierPreset]:
-    return list(_classifiers().values())
-
-
-def is_classifier_preset(name: str) -> bool:
-    return name.lower() in _classifiers()
-
-
-def get_classifier_preset(name: str) -> ClassifierPreset:
-    return get("classification", name)
-
-
-def get_preset(name: str) -> Preset:
-    """A fresh copy of the named segmentation preset (case-insensitive; a trailing ``.py`` is accepted)."""
-    return get("segmentation", name)
-
-
-def resolved_preset(name: str, assignments: Sequence[str] = ()):
-    """The named preset (a fresh copy) with ``--set`` assignments applied: the one way every command and API
+def with_overrides(name: str, assignments: Sequence[str] = (), task: str | None = None) -> Preset:
+    """:func:`get` with ``--set`` assignments (``section.key=value``) applied: the one way every command and API
     turns a preset name plus overrides into a configuration."""
     from ..overrides import apply_overrides
 
-    return apply_overrides(get_preset(name), list(assignments or ()))
+    return apply_overrides(get(name, task), list(assignments or ()))

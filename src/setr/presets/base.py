@@ -1,11 +1,14 @@
-"""The ``Preset``: one runnable configuration of the original results tables (model + recipe + test setup)."""
+"""The ``Preset``: one runnable configuration, the same shape for the three tasks: ``name``, ``task``
+(``segmentation``, ``classification`` or ``detection``), ``model`` (what is built), ``train`` (the recipe) and
+``data`` (the training data pipeline; ``None`` where the recipe holds it), plus what describes it (dataset,
+backbone, head, the published numbers, notes). ``--set section.key=value`` edits ``model``, ``train`` or
+``data`` the same way for every task."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from ..config import ModelConfig
 
 
 @dataclass
@@ -42,25 +45,35 @@ class DataConfig:
     workers: int = 2  # data-loader processes per GPU / process
 
 
+TASKS = ("segmentation", "classification", "detection")
+
+
 @dataclass
 class Preset:
     name: str
-    family: str  # "setr"
-    dataset: str
-    backbone_name: str  # e.g. "vit_large_patch16_384"
-    head_name: str  # e.g. "PUP"
-    model: ModelConfig
-    train: TrainRecipe = field(default_factory=TrainRecipe)
-    data: DataConfig = field(default_factory=DataConfig)
+    task: str  # one of TASKS
+    model: Any  # ModelConfig (segmentation), HLGModelConfig (classification), DetModelConfig (detection)
+    train: Any  # TrainRecipe, ClassifyRecipe or DetTrainConfig
+    data: Any = None  # DataConfig (segmentation); None where the recipe holds the data pipeline
+    family: str = ""  # "setr", "setr_hlg", "hlg", "retinanet_hlg"
+    dataset: str = ""
+    backbone_name: str = ""  # e.g. "vit_large_patch16_384"
+    head_name: str = ""  # e.g. "PUP"
     reported_miou: float | None = None  # single-scale mIoU (%), original README
     reported_ms_miou: float | None = None  # ms+flip mIoU (%), original README
+    published_params_m: float | None = None  # HLG paper's table
+    published_gflops: float | None = None
     notes: tuple[str, ...] = ()
 
     def summary(self) -> dict[str, Any]:
-        return {"name": self.name, "dataset": self.dataset, "crop": list(self.model.backbone.img_size),
-                "backbone": self.backbone_name, "head": self.head_name, "iters": self.train.iters,
-                "batch_size": self.train.batch_size, "reported_mIoU": self.reported_miou,
-                "reported_ms_mIoU": self.reported_ms_miou, "multi_scale_test": self.model.test.aug}
+        crop = getattr(getattr(self.model, "backbone", None), "img_size", None)
+        return {"name": self.name, "task": self.task, "dataset": self.dataset,
+                "crop": list(crop) if crop is not None else None, "backbone": self.backbone_name,
+                "head": self.head_name, "iters": getattr(self.train, "iters", None),
+                "epochs": getattr(self.train, "epochs", None), "batch_size": getattr(self.train, "batch_size", None),
+                "reported_mIoU": self.reported_miou,
+                "reported_ms_mIoU": self.reported_ms_miou,
+                "multi_scale_test": getattr(getattr(self.model, "test", None), "aug", None)}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

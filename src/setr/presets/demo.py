@@ -23,7 +23,7 @@ def demo_preset() -> Preset:
         test=TestConfig("whole", (DEMO_SIZE, DEMO_SIZE), (42, 42)),
         dataset="folder", class_names=list(DEMO_CLASSES))
     return Preset(
-        name="setr_demo_pup_tiny_64x64_shapes", family="setr", dataset="folder", backbone_name="vit_tiny (random init)",
+        name="setr_demo_pup_tiny_64x64_shapes", task="segmentation", family="setr", dataset="folder", backbone_name="vit_tiny (random init)",
         head_name="PUP", model=model,
         # 200 iterations: mIoU 0.87 in about a minute of one CPU thread (150: 0.868, 300: 0.878, 1500 added little)
         train=TrainRecipe(iters=200, batch_size=8, lr=0.02, head_lr_mult=1.0, min_lr=1e-4, eval_interval=200,

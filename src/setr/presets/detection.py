@@ -1,13 +1,16 @@
 """Detection presets: RetinaNet-HLG with the mmdet 1x multi-scale COCO recipe of the authors'
 released detection configs.
 
-``get_detection_preset("retinanet_hlg_small_fpn_mstrain_1x_coco")`` returns a fresh, mutable
-:class:`DetectionPreset`; ``setr.overrides.apply_overrides(preset, ["train.epochs=2", "model.fpn_channels=64"])``
-edits it. ``get_detection_preset("retinanet_hlg_tiny_test")`` is a very small model for tests and smoke runs.
+``setr.presets.get("retinanet_hlg_small_fpn_mstrain_1x_coco")`` returns a fresh, mutable :class:`Preset` of task
+``detection`` (``model``: :class:`DetModelConfig`, ``train``: :class:`DetTrainConfig`);
+``setr.overrides.apply_overrides(preset, ["train.epochs=2", "model.fpn_channels=64"])`` edits it.
+``retinanet_hlg_tiny_test`` is a very small model for tests and smoke runs.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
+
+from .base import Preset
 
 
 TRAIN_SHORT_SIDES = (640, 672, 704, 736, 768, 800)
@@ -72,26 +75,22 @@ class DetTrainConfig:
     log_interval: int = 50  # iterations between train.log lines
 
 
-@dataclass
-class DetectionPreset:
-    name: str
-    model: DetModelConfig = field(default_factory=DetModelConfig)
-    train: DetTrainConfig = field(default_factory=DetTrainConfig)
+def preset_from_dict(d: dict) -> Preset:
+    """A detection preset from its ``to_dict()`` (a checkpoint's stored config); unknown keys are left out."""
+    from ..overrides import dataclass_from_dict  # fits lists back to tuple fields
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    return Preset(d["name"], "detection",
+                  dataclass_from_dict(DetModelConfig, d.get("model", {}), ignore_unknown=True),
+                  dataclass_from_dict(DetTrainConfig, d.get("train", {}), ignore_unknown=True),
+                  family="retinanet_hlg", dataset="coco")
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "DetectionPreset":
-        from ..overrides import dataclass_from_dict  # fits lists back to tuple fields
-
-        return cls(name=d["name"], model=dataclass_from_dict(DetModelConfig, d.get("model", {}), ignore_unknown=True),
-                   train=dataclass_from_dict(DetTrainConfig, d.get("train", {}), ignore_unknown=True))
 
 
 def _make(name: str, variant: str, drop_path: float, embed_dims=None, depths=None, num_heads=None):
-    return DetectionPreset(name, DetModelConfig(variant=variant, embed_dims=embed_dims, depths=depths,
-                                                num_heads=num_heads, drop_path_rate=drop_path))
+    return Preset(name, "detection", DetModelConfig(variant=variant, embed_dims=embed_dims, depths=depths,
+                                                    num_heads=num_heads, drop_path_rate=drop_path),
+                  DetTrainConfig(), None, family="retinanet_hlg", dataset="coco", backbone_name=f"hlg_{variant}",
+                  head_name="RetinaNet-FPN")
 
 
 _PRESETS = {
@@ -104,7 +103,7 @@ _PRESETS = {
 }
 
 
-def _tiny(name: str) -> DetectionPreset:
+def _tiny(name: str) -> Preset:
     """A few-hundred-thousand-parameter model on ~128 px images, for tests and CPU smoke runs."""
     p = _make(name, "tiny", 0.0, embed_dims=(16, 32, 64, 128), depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8))
     p.model.fpn_channels = 64
@@ -125,17 +124,6 @@ def _tiny(name: str) -> DetectionPreset:
 _PRESETS["retinanet_hlg_tiny_test"] = _tiny
 
 
-def list_detection_presets() -> list[str]:
-    return sorted(_PRESETS)
+def detection_presets() -> list[Preset]:
+    return [_PRESETS[name](name) for name in sorted(_PRESETS)]
 
-
-def make_detection_preset(name: str) -> DetectionPreset:
-    """A fresh detection preset by its exact name (the registry, :func:`setr.presets.get`, resolves names)."""
-    return _PRESETS[name](name)
-
-
-def get_detection_preset(name: str) -> DetectionPreset:
-    """``setr.presets.get("detection", name)``: case-insensitive, with suggestions on a miss."""
-    from . import get
-
-    return get("detection", name)

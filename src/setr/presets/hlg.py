@@ -1,7 +1,9 @@
 """HLG ImageNet classification presets: the four variants with the released recipe and the published table."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from .base import Preset
 
 # published (params M, GFLOPs at 224) from the HLG paper's table
 PUBLISHED = {"tiny": (11, 2.1), "small": (24, 4.7), "medium": (43, 9.0), "large": (84, 15.9)}
@@ -44,15 +46,15 @@ class ClassifyRecipe:
 
 
 @dataclass
-class ClassifierPreset:
-    name: str
-    variant: str
-    recipe: ClassifyRecipe = field(default_factory=ClassifyRecipe)
-    published_params_m: float = 0.0
-    published_gflops: float = 0.0
-    notes: tuple[str, ...] = ()
+class HLGModelConfig:
+    """The classifier a classification preset builds: ``timm.create_model(f"hlg_{variant}")`` (the class count
+    comes from the data)."""
+
+    variant: str = "tiny"  # tiny, small, medium, large
 
 
-def hlg_presets() -> list[ClassifierPreset]:
-    return [ClassifierPreset(f"hlg_{v}", v, ClassifyRecipe(drop_path=0.2), *PUBLISHED[v], NOTES.get(v, ()))
+def hlg_presets() -> list[Preset]:
+    return [Preset(f"hlg_{v}", "classification", HLGModelConfig(v), ClassifyRecipe(drop_path=0.2), None,
+                   family="hlg", dataset="imagenet", backbone_name=f"hlg_{v}", head_name="linear",
+                   published_params_m=PUBLISHED[v][0], published_gflops=PUBLISHED[v][1], notes=NOTES.get(v, ()))
             for v in ("tiny", "small", "medium", "large")]

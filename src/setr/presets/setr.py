@@ -119,7 +119,7 @@ def setr_presets() -> list[Preset]:
             data = DataConfig(dataset=dataset, img_scale=spec.img_scale, ratio_range=spec.ratio_range,
                               crop_size=spec.crop_size, workers=2 if dataset == "cityscapes" else 4)
             presets.append(Preset(
-                name=name + ("_MS" if ms else ""), family="setr", dataset=dataset, backbone_name=backbone,
+                name=name + ("_MS" if ms else ""), task="segmentation", family="setr", dataset=dataset, backbone_name=backbone,
                 head_name=head + ("-DeiT" if backbone.startswith("deit") else "-Base" if "base_patch" in backbone else ""),
                 model=model, train=recipe, data=data,
                 reported_miou=None if ms else miou, reported_ms_miou=ms_miou if ms else None,

@@ -44,7 +44,7 @@ def setr_hlg_presets() -> list[Preset]:
                 notes.append("no valid original config (the file is a COCO detection config): Large dims with "
                              "the ADE20K Medium recipe")
             presets.append(Preset(
-                name=f"setr_pup_hlg_{variant}_{tag}_{dataset}_bs_16", family="setr_hlg", dataset=dataset,
+                name=f"setr_pup_hlg_{variant}_{tag}_{dataset}_bs_16", task="segmentation", family="setr_hlg", dataset=dataset,
                 backbone_name=f"hlg_{variant}", head_name="PUP-HLG", model=setr_hlg_model(variant, dataset),
                 train=TrainRecipe(iters=iters, batch_size=16, optimizer="adamw", lr=6e-5, head_lr_mult=10.0,
                                   weight_decay=0.0, poly_power=1.0, min_lr=0.0, warmup_iters=1500, warmup_ratio=1e-6,

@@ -38,10 +38,11 @@ class MLAHead(nn.Module):
     can_defer = True  # forward(..., defer=True) returns DeferredLogits
 
     def __init__(self, num_classes: int, mla_channels: int = 256, mlahead_channels: int = 128,
-                 align_corners: bool = False):
+                 align_corners: bool = False, img_size: Sequence[int] | None = None):
         super().__init__()
         self.num_classes = num_classes
         self.align_corners = align_corners
+        self.img_size = tuple(img_size) if img_size is not None else None  # the original's own output size
         self.mlahead = nn.Module()
         for lv in LEVELS:
             branch = nn.Sequential(*conv_bn_relu(mla_channels, mlahead_channels, 3),
@@ -49,29 +50,36 @@ class MLAHead(nn.Module):
             self.mlahead.add_module(f"head{lv}", branch)  # keys head{lv}.{0,1,3,4}.*
         self.cls = nn.Conv2d(4 * mlahead_channels, num_classes, 3, padding=1)
 
-    def forward(self, feats: Sequence[torch.Tensor], out_size: Sequence[int],
+    def forward(self, feats: Sequence[torch.Tensor], out_size: Sequence[int] | None = None,
                 grid: Sequence[int] | None = None, defer: bool = False):
+        """Logits at ``out_size`` (``None``: the head's own output, resized to the configured ``img_size`` as
+        the original head does); ``defer``: a :class:`DeferredLogits` for the training loss."""
         branches = []
         for lv, f in zip(LEVELS, feats):
             y = getattr(self.mlahead, f"head{lv}")(f)
             # reference quirk: the branch x4 uses align_corners=True whatever the head setting
             branches.append(resize(y, (4 * y.shape[-2], 4 * y.shape[-1]), align_corners=True))
         x = self.cls(torch.cat(branches, dim=1))  # (B, 4*mlahead_channels, 4h, 4w) -> (B, K, 4h, 4w)
-        out = deferred(x, [out_size], self.align_corners)  # defer: the resize left to the training loss
+        out = deferred(x, [out_size or self.img_size or x.shape[-2:]], self.align_corners)  # defer: left to the loss
         return out if defer else out.materialise()
 
 
 class MLAAuxHead(nn.Module):
     can_defer = True  # forward(..., defer=True) returns DeferredLogits
 
-    def __init__(self, in_index: int, num_classes: int, mla_channels: int = 256, align_corners: bool = False):
+    def __init__(self, in_index: int, num_classes: int, mla_channels: int = 256, align_corners: bool = False,
+                 img_size: Sequence[int] | None = None):
         super().__init__()
         self.in_index = in_index
         self.num_classes = num_classes
         self.align_corners = align_corners
+        self.img_size = tuple(img_size) if img_size is not None else None  # the original's own output size
         self.aux = nn.Conv2d(mla_channels, num_classes, 1, bias=False)
 
-    def forward(self, feats: Sequence[torch.Tensor], out_size: Sequence[int],
+    def forward(self, feats: Sequence[torch.Tensor], out_size: Sequence[int] | None = None,
                 grid: Sequence[int] | None = None, defer: bool = False):
-        out = deferred(self.aux(feats[self.in_index]), [out_size], self.align_corners)
+        """Logits at ``out_size`` (``None``: the head's own output, resized to the configured ``img_size`` as
+        the original head does); ``defer``: a :class:`DeferredLogits` for the training loss."""
+        x = self.aux(feats[self.in_index])
+        out = deferred(x, [out_size or self.img_size or x.shape[-2:]], self.align_corners)
         return out if defer else out.materialise()

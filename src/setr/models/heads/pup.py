@@ -23,7 +23,7 @@ class PUPHead(nn.Module):
     can_defer = True  # forward(..., defer=True) returns DeferredLogits
 
     def __init__(self, in_index: int, embed_dim: int, num_classes: int, channels: int = 256,
-                 align_corners: bool = False, has_cls_token: bool = True):
+                 align_corners: bool = False, has_cls_token: bool = True, img_size: Sequence[int] | None = None):
         super().__init__()
         self.in_index = in_index
         self.num_classes = num_classes
@@ -38,15 +38,18 @@ class PUPHead(nn.Module):
     def _up2(self, x: torch.Tensor) -> torch.Tensor:
         return resize(x, (2 * x.shape[-2], 2 * x.shape[-1]), self.align_corners)
 
-    def forward(self, feats: Sequence[torch.Tensor], out_size: Sequence[int],
+    def forward(self, feats: Sequence[torch.Tensor], out_size: Sequence[int] | None = None,
                 grid: Sequence[int] | None = None, defer: bool = False):
-        """Logits at ``out_size``; with ``defer`` a :class:`DeferredLogits` (the classifier's output and the
-        resizes still to apply) for the training loss."""
+        """Logits at ``out_size``; ``out_size=None``: the head's own output, as the original head returns it (at
+        16x the token grid, whatever the image size: with patch size 8 that is twice the image); with ``defer``
+        a :class:`DeferredLogits` (the classifier's output and the resizes still to apply) for the training
+        loss. (``img_size`` is accepted for a uniform constructor; the original PUP head does not use it.)"""
         x = tokens_to_map(self.norm(feats[self.in_index]), grid, self.has_cls_token)  # (B, C, h, w)
         for i in range(NUM_CONVS):
             x = F.relu(getattr(self, f"syncbn_fc_{i}")(getattr(self, f"conv_{i}")(x)), inplace=True)
             if i < NUM_CONVS - 1:
                 x = self._up2(x)  # h -> 2h -> 4h -> 8h
         x = getattr(self, f"conv_{NUM_CONVS}")(x)  # classifier at 8h, then logits to 16h, then to out_size
-        out = deferred(x, [(2 * x.shape[-2], 2 * x.shape[-1]), out_size], self.align_corners)
+        natural = (2 * x.shape[-2], 2 * x.shape[-1])
+        out = deferred(x, [natural, out_size or natural], self.align_corners)
         return out if defer else out.materialise()

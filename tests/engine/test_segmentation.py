@@ -6,12 +6,12 @@ import torch
 
 from setr.cli import main
 from setr.data.synthetic import WRITERS
-from setr.engine.trainer import train
+from setr.engine.segmentation import train
 from setr.errors import SetrError
 from setr.overrides import apply_overrides
-from setr.presets import get_preset, list_presets
+from setr import presets
 
-from conftest import tiny_sets
+from helpers import tiny_sets
 
 ROOTS = {"cityscapes": "", "ade20k": "", "pascal_context": "VOCdevkit/VOC2010", "folder": ""}
 
@@ -27,13 +27,13 @@ def data_roots(tmp_path_factory):
 
 
 def tiny(name, iters=2, **extra):
-    preset = get_preset(name)
+    preset = presets.get(name)
     apply_overrides(preset, tiny_sets(preset) + [f"train.iters={iters}", f"train.eval_interval={iters}"]
                     + [f"{k}={v}" for k, v in extra.items()])
     return preset
 
 
-@pytest.mark.parametrize("name", [p.name for p in list_presets()])
+@pytest.mark.parametrize("name", [p.name for p in presets.all_presets("segmentation")])
 def test_every_preset_trains_on_its_layout(name, data_roots, tmp_path):
     preset = tiny(name)
     result = train(preset, data_roots[preset.data.dataset], tmp_path, progress=False, validate=False)
@@ -94,7 +94,7 @@ def test_bad_overrides_and_resume_errors(data_roots, tmp_path, capsys):
             "--no-progress"]
     assert main(base + ["--set", "train.learning_rate=0.1"]) == 1
     assert "unknown key 'learning_rate' in train (known: iters, batch_size" in capsys.readouterr().err
-    small = ["--set", *tiny_sets(get_preset("SETR_PUP_768x768_40k_cityscapes_bs_8")), "train.iters=1",
+    small = ["--set", *tiny_sets(presets.get("SETR_PUP_768x768_40k_cityscapes_bs_8")), "train.iters=1",
              "train.eval_interval=1"]
     assert main(base + ["--resume", "--no-validate"] + small) == 0  # no checkpoint yet: starts at 0, says so
     assert "--resume: no checkpoint in" in capsys.readouterr().err
@@ -105,7 +105,7 @@ def test_bad_overrides_and_resume_errors(data_roots, tmp_path, capsys):
     with pytest.raises(SetrError, match="checkpoint is from preset SETR_Naive_768x768_40k_cityscapes_bs_8"):
         train(other, root, tmp_path / "pup", resume=tmp_path / "naive" / "iter_2.pth", progress=False)
     assert main(["train", "SETR_PUP_768x768_40k_cityscapes_bs_8", "--data-root", str(tmp_path / "none"),
-                 "--set", *tiny_sets(get_preset("SETR_PUP_768x768_40k_cityscapes_bs_8"))]) == 1
+                 "--set", *tiny_sets(presets.get("SETR_PUP_768x768_40k_cityscapes_bs_8"))]) == 1
     assert "data root not found" in capsys.readouterr().err
 
 
@@ -117,7 +117,7 @@ def test_crop_larger_than_model_is_refused(data_roots, tmp_path):
 
 def test_out_of_range_head_index(data_roots, tmp_path):
     preset = tiny("SETR_PUP_768x768_40k_cityscapes_bs_8", **{"model.decode_head.in_index": 23})
-    with pytest.raises(SetrError, match="in_index 23 is out of range for a backbone of depth 4"):
+    with pytest.raises(SetrError, match=r"--set model.decode_head.in_index=23: out of range for a backbone of depth 4"):
         train(preset, data_roots["cityscapes"], tmp_path, progress=False)
 
 
@@ -139,7 +139,7 @@ def test_activation_checkpointing_gives_the_same_training(data_roots, tmp_path):
 
 
 def test_user_errors_in_overrides_are_one_line(data_roots, tmp_path, capsys):
-    preset = get_preset("SETR_PUP_768x768_40k_cityscapes_bs_8")
+    preset = presets.get("SETR_PUP_768x768_40k_cityscapes_bs_8")
     base = ["train", preset.name, "--data-root", str(data_roots["cityscapes"]), "--work-dir", str(tmp_path),
             "--no-progress", "--set", *tiny_sets(preset)]
     for bad, message in [("train.loss_normalisation=foo", "expected all_pixels or valid_pixels"),

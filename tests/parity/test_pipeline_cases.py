@@ -18,7 +18,8 @@ from setr.cli import main
 from setr.errors import SetrError
 from setr.parity.pipeline import check_pipeline_case
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
+
 CASES = ROOT / "tests" / "fixtures" / "setr_pipeline"
 NAMES = ["pascal_context_pup_slide", "cityscapes_mla_slide", "ade20k_naive_ms_hvflip"]
 

@@ -11,14 +11,14 @@ from setr.errors import SetrError
 from setr.inference import Segmenter
 from setr.models.vit import SetrAttention, set_attention_kernel
 from setr.precision import autocast, prepare_for_inference, resolve_precision
-from setr.presets import get_preset
+from setr import presets
 
 DEMO = "setr_demo_pup_tiny_64x64_shapes"
 
 
 def demo_model(seed=0):
     torch.manual_seed(seed)
-    cfg = get_preset(DEMO).model
+    cfg = presets.get(DEMO).model
     model = build_model(cfg, with_aux=False).eval()
     with torch.no_grad():  # BN statistics away from the identity so every layer matters
         for name, b in model.named_buffers():

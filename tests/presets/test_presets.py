@@ -7,9 +7,9 @@ import pytest
 from setr.complexity import build_on_meta, segmentor_param_counts
 from setr.config import ModelConfig, build_model
 from setr.errors import SetrError
-from setr.presets import get_preset, list_presets
+from setr import presets
 
-from conftest import MANIFEST
+from helpers import MANIFEST
 
 MANIFEST_DATA = json.loads(MANIFEST.read_text())
 CONFIGS = MANIFEST_DATA["configs"]
@@ -19,7 +19,7 @@ HEAD_WIDTH_FIXED = {"SETR_PUP_DeiT_480x480_80k_pascal_context_bs_16", "SETR_PUP_
 
 def test_every_original_config_is_a_preset():
     original = {n[:-3] for n in CONFIGS} | {n[:-3] for n in MANIFEST_DATA["unparsable_configs"]}
-    assert original == {p.name for p in list_presets() if p.family == "setr" and p.dataset != "folder"}
+    assert original == {p.name for p in presets.all_presets("segmentation") if p.family == "setr" and p.dataset != "folder"}
     assert len(original) == 50
 
 
@@ -27,7 +27,7 @@ def test_every_original_config_is_a_preset():
 def test_keys_shapes_and_param_counts_match_the_original(file_name):
     entry = CONFIGS[file_name]
     name = file_name[:-3]
-    model = build_on_meta(build_model, get_preset(name).model)
+    model = build_on_meta(build_model, presets.get(name).model)
     ours = {k: list(v.shape) for k, v in model.state_dict().items()}
     ref = {k: v for k, v in MANIFEST_DATA["state_dicts"][entry["state_dict"]].items() if ".conv_seg." not in k}
     assert set(ours) == set(ref)
@@ -54,36 +54,36 @@ def test_paper_parameter_counts_with_conv_seg():
     # paper Table 2 (T-Large, ADE20K, get_flops convention: aux heads + unused conv_seg included)
     for name, paper in [("SETR_Naive_512x512_160k_ade20k_bs_16", 305.67), ("SETR_PUP_512x512_160k_ade20k_bs_16", 318.31),
                         ("SETR_MLA_512x512_160k_ade20k_bs_16", 310.57)]:
-        model = build_on_meta(build_model, get_preset(name).model)
+        model = build_on_meta(build_model, presets.get(name).model)
         conv_seg = (1 + len(model.auxiliary_head)) * (512 * 150 + 150)
         assert round((segmentor_param_counts(model)["total"] + conv_seg) / 1e6, 2) == paper
 
 
 def test_preset_details():
-    p = get_preset("SETR_PUP_768x768_40k_cityscapes_bs_8")
+    p = presets.get("SETR_PUP_768x768_40k_cityscapes_bs_8")
     assert p.model.num_classes == 19 and p.model.backbone.img_size == (768, 768)
     assert [h.in_index for h in p.model.aux_heads] == [9, 14, 19, 23]
     assert p.train.lr == 0.01 and p.train.iters == 40000 and p.reported_miou == 78.39
-    ms = get_preset("SETR_PUP_512x512_160k_ade20k_bs_16_MS")
+    ms = presets.get("SETR_PUP_512x512_160k_ade20k_bs_16_MS")
     assert ms.model.test.aug and ms.model.test.aug_ratios == (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
     assert ms.reported_ms_miou == 50.09
-    assert get_preset("SETR_MLA_512x512_160k_ade20k_bs_8_MS").model.test.aug_ratios == (0.5, 0.75, 1.0)
-    deit_ms = get_preset("SETR_MLA_DeiT_480x480_80k_pascal_context_bs_16_MS")
+    assert presets.get("SETR_MLA_512x512_160k_ade20k_bs_8_MS").model.test.aug_ratios == (0.5, 0.75, 1.0)
+    deit_ms = presets.get("SETR_MLA_DeiT_480x480_80k_pascal_context_bs_16_MS")
     assert deit_ms.model.test.img_scale == (520, 520) and any("REF-BUG" in n for n in deit_ms.notes)
-    assert get_preset("setr_pup_768x768_40k_cityscapes_bs_8.py").name == "SETR_PUP_768x768_40k_cityscapes_bs_8"
+    assert presets.get("setr_pup_768x768_40k_cityscapes_bs_8.py").name == "SETR_PUP_768x768_40k_cityscapes_bs_8"
 
 
 def test_unknown_preset_suggests_close_names():
     with pytest.raises(SetrError, match="did you mean SETR_PUP_768x768_40k_cityscapes_bs_8"):
-        get_preset("SETR_PUP_768x768_40k_cityscape")
+        presets.get("SETR_PUP_768x768_40k_cityscape")
 
 
 def test_presets_are_independent_copies():
-    a = get_preset("SETR_PUP_768x768_40k_cityscapes_bs_8")
+    a = presets.get("SETR_PUP_768x768_40k_cityscapes_bs_8")
     a.model.num_classes = 3
-    assert get_preset("SETR_PUP_768x768_40k_cityscapes_bs_8").model.num_classes == 19
+    assert presets.get("SETR_PUP_768x768_40k_cityscapes_bs_8").model.num_classes == 19
 
 
-@pytest.mark.parametrize("preset", list_presets()[:3], ids=lambda p: p.name)
+@pytest.mark.parametrize("preset", presets.all_presets("segmentation")[:3], ids=lambda p: p.name)
 def test_config_json_round_trip(preset):
     assert ModelConfig.from_dict(json.loads(preset.model.to_json())) == preset.model

@@ -15,8 +15,9 @@ import torch
 from setr import Segmenter
 from setr.errors import SetrError
 from setr.models.hlg import HLG
-from setr.pretrained import (CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, from_pretrained, load_pretrained,
-                             save_pretrained)
+from setr.hub import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, from_pretrained, load_pretrained, save_pretrained
+
+from helpers import ROOT
 
 DEMO = "setr_demo_pup_tiny_64x64_shapes"
 REV = "0123456789abcdef0123456789abcdef01234567"
@@ -69,7 +70,7 @@ def test_segmenter_folder_round_trip(tmp_path):
     assert again.preset == DEMO and again.class_names == seg.class_names
     image = np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8)
     torch.testing.assert_close(again.predict_probs(image), seg.predict_probs(image), rtol=0, atol=0)
-    for (k, a), (k2, b) in zip(seg.model.state_dict().items(), again.model.state_dict().items()):
+    for (k, a), (k2, b) in zip(seg.model.state_dict().items(), again.model.state_dict().items(), strict=True):
         assert k == k2 and torch.equal(a, b)
 
     # the weights file alone is one of our ordinary checkpoints (config in its metadata)
@@ -91,10 +92,10 @@ def test_model_card_has_preset_params_results_licence_and_loading(tmp_path):
 
 
 def test_card_of_a_preset_with_original_results():
-    from setr.pretrained import model_card
-    from setr.presets import get_preset
+    from setr.hub.card import model_card
+    from setr import presets
 
-    p = get_preset("SETR_PUP_512x512_160k_ade20k_bs_16")
+    p = presets.get("SETR_PUP_512x512_160k_ade20k_bs_16")
     conf = {"kind": "segmentation", "preset": p.name, "model": p.model.to_dict(), "num_parameters": 123}
     card = model_card(conf)
     assert "| SETR_PUP_512x512_160k_ade20k_bs_16 | ade20k | 48.62 | 50.09 |" in card
@@ -103,9 +104,9 @@ def test_card_of_a_preset_with_original_results():
 
 def test_segmentation_model_with_aux_heads(tmp_path):
     from setr.config import build_model
-    from setr.presets import get_preset
+    from setr import presets
 
-    preset = get_preset(DEMO)
+    preset = presets.get(DEMO)
     torch.manual_seed(0)
     model = build_model(preset.model, with_aux=True).eval()
     folder = save_pretrained(model, tmp_path / "aux", config=preset)
@@ -172,23 +173,43 @@ def test_bad_folders_are_one_line_errors(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------- classification
-def test_hlg_classifier_round_trip_folder_and_repo_id(tmp_path, offline):
+def test_hlg_classifier_round_trip_folder_and_repo_id(tmp_path, offline, monkeypatch):
+    """HLG folders are timm's own hub format: HLG.from_pretrained and timm.create_model("hf-hub:...") both load
+    them, from a folder and from a Hub cache (offline)."""
+    import huggingface_hub.constants as constants
+    import timm
+
     torch.manual_seed(0)
     model = HLG(**TINY_HLG, num_classes=5).eval()
     folder = model.save_pretrained(tmp_path / "hlg", class_names=list("abcde"))
+    assert sorted(p.name for p in folder.iterdir()) == [CARD_NAME, CONFIG_NAME, WEIGHTS_NAME]
+    assert "library_name: timm" in (folder / CARD_NAME).read_text()
     conf = json.loads((folder / CONFIG_NAME).read_text())
-    assert conf["kind"] == "classification" and conf["variant"] is None
-    assert conf["model"]["depths"] == [1, 2, 1, 1] and conf["class_names"] == list("abcde")
-    assert "pipeline_tag: image-classification" in (folder / CARD_NAME).read_text()
+    assert conf["architecture"] == "hlg_tiny" and conf["num_classes"] == 5  # no variant has these dims: args say
+    assert conf["model_args"]["depths"] == [1, 2, 1, 1] and conf["model_args"]["embed_dims"] == [16, 32, 64, 128]
+    assert conf["pretrained_cfg"]["label_names"] == list("abcde")
+    assert conf["pretrained_cfg"]["input_size"] == [3, 224, 224]
+    from safetensors import safe_open
+
+    with safe_open(str(folder / WEIGHTS_NAME), "pt") as f:  # timm's key names: the model's own state dict
+        assert sorted(f.keys()) == sorted(model.state_dict())
     x = torch.randn(2, 3, 56, 72)
     with torch.no_grad():
         want = model(x)
-        again = HLG.from_pretrained(folder)
-        torch.testing.assert_close(again(x), want, rtol=0, atol=0)
+        torch.testing.assert_close(HLG.from_pretrained(folder)(x), want, rtol=0, atol=0)
+        torch.testing.assert_close(timm.create_model(f"local-dir:{folder}", pretrained=True).eval()(x), want,
+                                   rtol=0, atol=0)
         cache = hub_cache(folder, tmp_path / "hub", "org/hlg-tiny-test")
         cached = HLG.from_pretrained("org/hlg-tiny-test", cache_dir=cache)
         torch.testing.assert_close(cached(x), want, rtol=0, atol=0)
-    assert cached.setr_config["class_names"] == list("abcde")
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+        with_timm = timm.create_model("hf-hub:org/hlg-tiny-test", pretrained=True).eval()
+        torch.testing.assert_close(with_timm(x), want, rtol=0, atol=0)
+    assert cached.pretrained_cfg["label_names"] == list("abcde")
+    # the package's save_pretrained adds the model card
+    card = save_pretrained(model, tmp_path / "hlg2", class_names=list("abcde")) / CARD_NAME
+    assert "pipeline_tag: image-classification" in card.read_text()
+    assert 'timm.create_model("hf-hub:PATH_OR_REPO_ID", pretrained=True)' in card.read_text()
 
 
 def test_timm_hlg_records_variant_and_data_config(tmp_path):
@@ -196,13 +217,12 @@ def test_timm_hlg_records_variant_and_data_config(tmp_path):
 
     with torch.device("meta"):
         model = timm.create_model("hlg_large", num_classes=10)
-    from setr.pretrained import describe
+    from setr.hub import describe
 
     kind, _, conf = describe(model)
     assert kind == "classification" and conf["variant"] == "hlg_large" and conf["preset"] == "hlg_large"
-    assert conf["data"]["input_size"] == [3, 224, 224] and conf["data"]["interpolation"] == "bicubic"
     assert conf["num_parameters"] == sum(p.numel() for p in model.parameters())
-    from setr.pretrained import model_card
+    from setr.hub.card import model_card
 
     card = model_card(conf)
     assert "| hlg_large | 84M | 15.9 |" in card
@@ -212,9 +232,9 @@ def test_timm_hlg_records_variant_and_data_config(tmp_path):
 def test_retinanet_hlg_round_trip_folder_and_repo_id(tmp_path, offline):
     from setr import Detector
     from setr.detection.model import build_retinanet_hlg
-    from setr.presets.detection import get_detection_preset
+    from setr import presets
 
-    preset = get_detection_preset("retinanet_hlg_tiny_test")
+    preset = presets.get("retinanet_hlg_tiny_test", "detection")
     torch.manual_seed(0)
     model = build_retinanet_hlg(preset.model, 3).eval()
     with torch.no_grad():  # non-trivial scores so the comparison covers boxes, not only an empty list
@@ -232,7 +252,7 @@ def test_retinanet_hlg_round_trip_folder_and_repo_id(tmp_path, offline):
     from_folder = Detector.from_pretrained(folder)
     assert from_folder.class_names == ["cat", "dog", "fox"] and from_folder.category_ids == [1, 3, 7]
     for loaded in (from_folder, Detector(hub.model, preset.model)):
-        for g, w in zip(loaded.predict_batch(images), want):
+        for g, w in zip(loaded.predict_batch(images), want, strict=True):
             for key in ("boxes", "scores", "labels"):
                 torch.testing.assert_close(getattr(g, key), getattr(w, key), rtol=0, atol=0)
     with pytest.raises(SetrError, match="needs its config"):
@@ -273,7 +293,7 @@ def test_push_to_hub_uploads_the_folder(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------------- torch.hub
-REPO = Path(__file__).resolve().parents[1]
+REPO = ROOT
 
 
 def hub_load(entry, *args, **kwargs):
@@ -296,16 +316,16 @@ def test_torch_hub_load_local_segmentation(tmp_path):
     folder = seg.save_pretrained(tmp_path / "demo", preset=DEMO)
     image = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
 
-    loaded = hub_load("setr_pup", pretrained=str(folder))
+    loaded = hub_load("setr_pup", weights=str(folder))
     assert isinstance(loaded, Segmenter) and loaded.preset == DEMO
     assert np.array_equal(loaded.predict(image), seg.predict(image))
-    module = hub_load("setr_pup", pretrained=str(folder), segmenter=False)
+    module = hub_load("setr_pup", weights=str(folder), segmenter=False)
     assert isinstance(module, torch.nn.Module)
 
     random_init = hub_load("setr_pup", preset=DEMO)  # preset only: random weights
     assert random_init.cfg.num_classes == seg.cfg.num_classes
     with pytest.raises(SetrError, match="is a pup model; use the setr_pup entry point"):
-        hub_load("setr_naive", pretrained=str(folder))
+        hub_load("setr_naive", weights=str(folder))
     with pytest.raises(SetrError, match="use the setr_pup entry point"):
         hub_load("setr_mla", preset=DEMO)
 
@@ -316,22 +336,22 @@ def test_torch_hub_load_local_hlg_and_retinanet(tmp_path):
     folder = model.save_pretrained(tmp_path / "hlg")
     x = torch.randn(1, 3, 48, 48)
     with torch.no_grad():
-        torch.testing.assert_close(hub_load("hlg", pretrained=str(folder))(x), model(x), rtol=0, atol=0)
+        torch.testing.assert_close(hub_load("hlg", weights=str(folder))(x), model(x), rtol=0, atol=0)
     feats = hub_load("hlg", "hlg_tiny", features_only=True, out_indices=(2, 3))
     assert feats.feature_info.channels() == [256, 512]
 
     det = hub_load("retinanet_hlg", "retinanet_hlg_tiny_test", num_classes=2)
     assert det.num_classes == 2 and det.bbox_head.retina_cls.out_channels == 18 and not det.training
     folder = save_pretrained(det, tmp_path / "det", config=_det_preset())
-    again = hub_load("retinanet_hlg", pretrained=str(folder))
-    for (k, a), (k2, b) in zip(det.state_dict().items(), again.state_dict().items()):
+    again = hub_load("retinanet_hlg", weights=str(folder))
+    for (k, a), (k2, b) in zip(det.state_dict().items(), again.state_dict().items(), strict=True):
         assert k == k2 and torch.equal(a, b)
 
 
 def _det_preset():
-    from setr.presets.detection import get_detection_preset
+    from setr import presets
 
-    return get_detection_preset("retinanet_hlg_tiny_test")
+    return presets.get("retinanet_hlg_tiny_test", "detection")
 
 
 # ------------------------------------------------------------------------------------------------- convert-weights
@@ -345,9 +365,9 @@ def run_cli(capsys, *argv):
 
 def test_convert_original_setr_checkpoint(tmp_path, capsys):
     from setr.config import build_model
-    from setr.presets import get_preset
+    from setr import presets
 
-    preset = get_preset(DEMO)
+    preset = presets.get(DEMO)
     torch.manual_seed(0)
     model = build_model(preset.model, with_aux=True)
     sd = dict(model.state_dict())
@@ -379,7 +399,7 @@ def test_convert_hlg_imagenet_checkpoint(tmp_path, capsys):
     assert code == 0, err
     assert "classification" in out and "max abs difference 0 on a random 1x3x64x64 input" in out
     again = HLG.from_pretrained(tmp_path / "hlg")
-    assert again.setr_config["class_names"] == ["ant", "bee", "cat"]
+    assert again.pretrained_cfg["label_names"] == ["ant", "bee", "cat"]
     x = torch.randn(1, 3, 40, 40)
     with torch.no_grad():
         torch.testing.assert_close(again(x), model(x), rtol=0, atol=0)
@@ -391,9 +411,9 @@ def test_convert_hlg_imagenet_checkpoint(tmp_path, capsys):
 def test_convert_our_segmentation_checkpoints(tmp_path, capsys):
     from setr.model_files import save_model
     from setr.config import build_model
-    from setr.presets import get_preset
+    from setr import presets
 
-    preset = get_preset(DEMO)
+    preset = presets.get(DEMO)
     torch.manual_seed(0)
     model = build_model(preset.model, with_aux=True)
     save_model(model, preset.model, tmp_path / "final.safetensors")
@@ -426,7 +446,7 @@ def test_convert_our_detection_checkpoint(tmp_path, capsys):
     assert "detection" in out and "epoch 3" in out and "max abs difference 0" in out
     loaded = load_pretrained(tmp_path / "det")
     assert loaded.kind == "detection" and loaded.config["categories"] == cats
-    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.model.state_dict().items()):
+    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.model.state_dict().items(), strict=True):
         assert k == k2 and torch.equal(a, b)
 
 
@@ -434,9 +454,9 @@ def test_segmentor_methods_round_trip(tmp_path):
     """The same on the segmentation model itself: ``EncoderDecoder.save_pretrained`` / ``from_pretrained``."""
     from setr.config import build_model
     from setr.models.segmentor import EncoderDecoder
-    from setr.presets import get_preset
+    from setr import presets
 
-    preset = get_preset(DEMO)
+    preset = presets.get(DEMO)
     torch.manual_seed(0)
     model = build_model(preset.model, with_aux=False).eval()
     folder = model.save_pretrained(tmp_path / "seg", config=preset)

@@ -25,12 +25,12 @@ from setr.config import build_model
 from setr.engine.state import read_checkpoint, rng_state, set_rng_state, write_checkpoint
 from setr.errors import SetrError
 from setr.inference import Segmenter
-from setr.models.classifier import load_hlg_checkpoint
+from setr.models.hlg_timm import load_hlg_checkpoint
 from setr.models.hlg import create_hlg
 from setr.overrides import apply_overrides
-from setr.presets import get_preset
+from setr import presets
 
-from conftest import tiny_config, tiny_sets
+from helpers import tiny_config, tiny_sets
 
 SEG_PRESET = "SETR_PUP_768x768_40k_cityscapes_bs_8"
 HLG_PRESET = "setr_pup_hlg_small_768x768_40k_cityscapes_bs_16"
@@ -118,7 +118,7 @@ def image(tmp_path_factory):
 
 
 def tiny_preset(name=SEG_PRESET, iters=2):
-    p = get_preset(name)
+    p = presets.get(name)
     apply_overrides(p, tiny_sets(p) + [f"train.iters={iters}", f"train.eval_interval={iters}"])
     return p
 
@@ -176,7 +176,7 @@ def test_npz_object_arrays_are_not_unpickled(tmp_path):
 
 def test_detection_apis_refuse(files):
     pytest.importorskip("pycocotools")
-    from setr.detection.engine import load_detector
+    from setr.detection.api import load_detector_checkpoint
     from setr.detection.model import build_retinanet_hlg
 
     m = files["marker"]
@@ -184,12 +184,12 @@ def test_detection_apis_refuse(files):
         build_retinanet_hlg(dict(TINY_HLG, variant="small"), 2, pretrained=str(files["hlg"]))
     assert_refused(e.value, files["hlg"], m)
     with pytest.raises(SetrError) as e:
-        load_detector("retinanet_hlg_tiny_test", files["train"])
+        load_detector_checkpoint(files["train"], "retinanet_hlg_tiny_test")
     assert_refused(e.value, files["train"], m)
 
 
 def test_training_apis_refuse(files, seg_data, tmp_path):
-    from setr.engine.trainer import train
+    from setr.engine.segmentation import train
 
     m = files["marker"]
     for kwargs, key in (({"load_from": files["original"]}, "original"), ({"pretrained": str(files["deit"])}, "deit"),
@@ -225,7 +225,7 @@ def test_classification_and_detection_training_refuse(files, tmp_path):
 
     pytest.importorskip("pycocotools")
     from setr.detection.engine import train_detector
-    from setr.presets.detection import get_detection_preset
+    from setr import presets
     from setr.detection.synthetic import write_coco
 
     coco = write_coco(tmp_path / "coco", n_train=2, n_val=1, size=64, num_classes=1, seed=0)
@@ -233,7 +233,7 @@ def test_classification_and_detection_training_refuse(files, tmp_path):
         train_detector("retinanet_hlg_tiny_test", coco, tmp_path / "d", batch_size=2, resume=files["train"],
                        progress=False)
     assert_refused(e.value, files["train"], m)
-    p = get_detection_preset("retinanet_hlg_tiny_test")
+    p = presets.get("retinanet_hlg_tiny_test", "detection")
     apply_overrides(p, [f"model.pretrained={files['hlg']}"])
     with pytest.raises(SetrError) as e:
         train_detector(p, coco, tmp_path / "d2", batch_size=2, progress=False)
@@ -243,10 +243,10 @@ def test_classification_and_detection_training_refuse(files, tmp_path):
 # ------------------------------------------------------------------------------------------------- CLI
 def test_cli_commands_refuse(files, seg_data, image, tmp_path, capsys):
     m, orig = files["marker"], files["original"]
-    tiny = tiny_sets(get_preset(SEG_PRESET))
+    tiny = tiny_sets(presets.get(SEG_PRESET))
     cases = [
         (["predict", SEG_PRESET, image, "-c", orig, "--out", tmp_path / "pred", "--no-progress"], orig),
-        (["test", SEG_PRESET, orig, "--data-root", seg_data, "--no-progress"], orig),
+        (["test", SEG_PRESET, "-c", orig, "--data-root", seg_data, "--no-progress"], orig),
         (["export", SEG_PRESET, "-c", orig, "--onnx", tmp_path / "m.onnx"], orig),
         (["train", SEG_PRESET, "--data-root", seg_data, "--work-dir", tmp_path / "w1", "--iters", "2",
           "--load-from", orig, "--no-progress", "--no-validate", "--set", *tiny], orig),
@@ -254,8 +254,8 @@ def test_cli_commands_refuse(files, seg_data, image, tmp_path, capsys):
           "--pretrained", files["deit"], "--no-progress", "--no-validate", "--set", *tiny], files["deit"]),
         (["train", SEG_PRESET, "--data-root", seg_data, "--work-dir", tmp_path / "w3", "--iters", "2",
           "--resume", files["train"], "--no-progress", "--no-validate", "--set", *tiny], files["train"]),
-        (["classify", "test", "hlg_small", files["hlg"], "--data-root", tmp_path], files["hlg"]),
-        (["classify", "test", "hlg_small", files["train"], "--data-root", tmp_path, "--ema"], files["train"]),
+        (["classify", "test", "hlg_small", "-c", files["hlg"], "--data-root", tmp_path], files["hlg"]),
+        (["classify", "test", "hlg_small", "-c", files["train"], "--data-root", tmp_path, "--ema"], files["train"]),
     ]
     for argv, path in cases:
         assert_cli_refused(argv, path, m, capsys)
@@ -267,8 +267,8 @@ def test_cli_classify_and_detect_refuse(files, image, tmp_path, capsys):
     m = files["marker"]
     folder = write_image_folder(tmp_path / "imnet", num_classes=2, n_train=4, n_val=2, size=32)
     assert_cli_refused(["classify", "train", "hlg_tiny", "--data-root", folder, "--work-dir", tmp_path / "c",
-                        "--epochs", "1", "--no-progress", "--resume", files["train"], "--set", "img_size=32",
-                        "workers=0", "batch_size=4"], files["train"], m, capsys)
+                        "--epochs", "1", "--no-progress", "--resume", files["train"], "--set", "train.img_size=32",
+                        "train.workers=0", "train.batch_size=4"], files["train"], m, capsys)
     pytest.importorskip("pycocotools")
     from setr.detection.synthetic import write_coco
 
@@ -371,7 +371,7 @@ def _save_rng(tmp_path, state):
 
 
 def test_segmentation_training_checkpoints_load_weights_only(seg_data, tmp_path):
-    from setr.engine.trainer import train
+    from setr.engine.segmentation import train
 
     train(tiny_preset(iters=2), seg_data, tmp_path, progress=False, validate=True)
     state = torch.load(tmp_path / "iter_2.pth", map_location="cpu", weights_only=True)
@@ -397,14 +397,15 @@ def test_classification_checkpoints_load_weights_only(tmp_path):
 
 def test_detection_checkpoints_load_weights_only(tmp_path):
     pytest.importorskip("pycocotools")
-    from setr.detection.engine import load_detector, train_detector
+    from setr.detection.api import load_detector_checkpoint
+    from setr.detection.training import train_detector
     from setr.detection.synthetic import write_coco
 
     coco = write_coco(tmp_path / "coco", n_train=2, n_val=1, size=64, num_classes=1, seed=0)
     p = "retinanet_hlg_tiny_test"
-    from setr.presets.detection import get_detection_preset
+    from setr import presets
 
-    preset = get_detection_preset(p)
+    preset = presets.get(p, "detection")
     apply_overrides(preset, ["train.epochs=1", "model.train_min_sizes=[64]", "model.test_min_size=64",
                              "model.max_size=64"])
     train_detector(preset, coco, tmp_path / "w", batch_size=2, progress=False)
@@ -412,4 +413,4 @@ def test_detection_checkpoints_load_weights_only(tmp_path):
     assert ckpts
     for c in ckpts:
         torch.load(c, map_location="cpu", weights_only=True)
-    load_detector(p, ckpts[-1])
+    load_detector_checkpoint(ckpts[-1], p)

@@ -43,8 +43,10 @@ class TrainResult:
 
 
 def validate_preset(preset: Preset, world_size: int = 1) -> None:
+    """The recipe and data settings of a segmentation preset; its model config goes to
+    :func:`setr.config.validate_model_config`."""
     cfg = preset.model
-    from ..config import BACKBONE_TYPES, HEAD_TYPES
+    from ..config import validate_model_config
 
     r = preset.train
     if r.loss_normalisation not in ("all_pixels", "valid_pixels"):
@@ -57,20 +59,7 @@ def validate_preset(preset: Preset, world_size: int = 1) -> None:
         raise SetrError(f"train.stop_at {r.stop_at} must be >= 1 (or null: the whole schedule)")
     if r.checkpoint_interval is not None and r.checkpoint_interval < 0:
         raise SetrError(f"train.checkpoint_interval {r.checkpoint_interval} must be >= 0")
-    if cfg.backbone.type not in BACKBONE_TYPES:
-        raise SetrError(f"model.backbone.type {cfg.backbone.type!r}: expected one of {', '.join(BACKBONE_TYPES)}")
-    for h in [cfg.decode_head, *cfg.aux_heads]:
-        if h.type not in HEAD_TYPES:
-            raise SetrError(f"head type {h.type!r}: expected one of {', '.join(HEAD_TYPES)}")
-    depth = cfg.backbone.depth
-    for where, head in [("decode_head", cfg.decode_head)] + [(f"aux_heads.{i}", h) for i, h in enumerate(cfg.aux_heads)]:
-        levels = head.type in ("mla_aux", "fcn")  # indexes the 4 feature levels, not the blocks
-        limit = 4 if levels else depth
-        if head.type not in ("mla", "hlg_up") and not -limit <= head.in_index < limit:
-            raise SetrError(f"model.{where}.in_index {head.in_index} is out of range for "
-                            f"{'the 4 feature levels' if levels else f'a backbone of depth {depth}'}")
-    if cfg.backbone.mla_index and any(not 0 <= i < depth for i in cfg.backbone.mla_index):
-        raise SetrError(f"model.backbone.mla_index {list(cfg.backbone.mla_index)} is out of range for depth {depth}")
+    validate_model_config(cfg)  # the one validator for model configs
     d = preset.data
     reachable = min(d.img_scale) * d.ratio_range[1]
     if min(d.crop_size) > reachable:
@@ -89,9 +78,9 @@ def train(preset: Preset, data_root: str | Path, work_dir: str | Path, *, resume
     """Train ``preset`` on ``data_root`` in ``work_dir`` (the loop: :func:`setr.engine.loop.run_training`).
     ``resume``: True for the newest checkpoint of the work dir, or a path; ``overwrite`` discards another run's
     checkpoints in ``work_dir`` instead of refusing to start."""
-    import os
+    from ..dist import launch_env
 
-    validate_preset(preset, int(os.environ.get("WORLD_SIZE", "1")))
+    validate_preset(preset, launch_env()[1])
     task = SegmentationTask(preset, Path(data_root), Path(work_dir), load_from, pretrained, seed, progress, validate)
     result = run_training(task, work_dir, resume=resume, overwrite=overwrite, amp=amp, device=device,
                           progress=progress)

@@ -10,7 +10,7 @@ from setr.cli import main
 from setr.complexity import count_flops, flop_counter, counter_result, segmentor_flops, build_on_meta, vit_flops
 from setr.config import build_model
 from setr.models.vit import SetrViT
-from setr.presets import get_preset
+from setr import presets
 
 TINY = dict(img_size=(48, 64), patch_size=8, embed_dim=32, depth=3, num_heads=2, mlp_ratio=4.0)
 
@@ -69,7 +69,7 @@ def test_training_step_counts_attention_backward():
 
 
 def test_segmentor_cpu_and_meta_counts_agree():
-    preset = get_preset("setr_demo_pup_tiny_64x64_shapes")
+    preset = presets.get("setr_demo_pup_tiny_64x64_shapes")
     meta = segmentor_flops(build_on_meta(build_model, preset.model, with_aux=False), (64, 64))
     torch.manual_seed(0)
     cpu = segmentor_flops(build_model(preset.model, with_aux=False).eval(), (64, 64), device="cpu")

@@ -9,10 +9,11 @@ from PIL import Image
 
 from setr.cli import main
 from setr.config import build_model
+from setr.errors import SetrError
 from setr.inference import Segmenter
-from setr.presets import get_preset
+from setr import presets
 
-from conftest import tiny_config
+from helpers import tiny_config
 
 
 def run_cli(*args):
@@ -96,7 +97,7 @@ def test_segmenter_api_tiny(tmp_path):
     assert over.shape == image.shape
     seg.aug = True
     assert seg.predict(image).shape == (50, 70)
-    with pytest.raises(Exception, match="RGB image"):
+    with pytest.raises(SetrError, match="RGB image"):
         seg.predict(np.zeros((4, 4)))
     seg.aug = False
     for d in ("a", "b"):
@@ -108,7 +109,7 @@ def test_segmenter_api_tiny(tmp_path):
 
 def test_predict_end_to_end_real_vit_b_original_checkpoint(tmp_path):
     """The real-size ViT-B preset, weights in the original mmcv format, images in a folder and a file."""
-    preset = get_preset("SETR_Naive_Base_768x768_40k_cityscapes_bs_8")
+    preset = presets.get("SETR_Naive_Base_768x768_40k_cityscapes_bs_8")
     model = build_model(preset.model)
     sd = dict(model.state_dict())
     sd["decode_head.conv_seg.weight"] = torch.zeros(19, 512, 1, 1)
@@ -136,9 +137,9 @@ def test_own_checkpoint_keeps_its_config_under_the_preset_name(tmp_path, capsys)
     from setr.model_files import save_model
     from setr.overrides import apply_overrides
 
-    from conftest import tiny_sets
+    from helpers import tiny_sets
 
-    preset = get_preset("SETR_PUP_768x768_40k_cityscapes_bs_8")
+    preset = presets.get("SETR_PUP_768x768_40k_cityscapes_bs_8")
     apply_overrides(preset, tiny_sets(preset) + ["model.num_classes=5", "model.backbone.grad_checkpointing=true",
                                                  "model.dataset=folder", "model.class_names=['a','b','c','d','e']"])
     ckpt = save_model(build_model(preset.model, with_aux=False), preset.model, tmp_path / "m.safetensors")
@@ -148,6 +149,6 @@ def test_own_checkpoint_keeps_its_config_under_the_preset_name(tmp_path, capsys)
     assert np.asarray(Image.open(tmp_path / "o" / "x.png")).max() < 5
     with pytest.raises(SystemExit):
         main(["predict", preset.name, str(tmp_path / "x.png"), "--out", str(tmp_path / "o"), "--window-batch", "0"])
-    mla = get_preset("SETR_MLA_768x768_40k_cityscapes_bs_8").name
+    mla = presets.get("SETR_MLA_768x768_40k_cityscapes_bs_8").name
     assert main(["predict", mla, str(tmp_path / "x.png"), "-c", str(ckpt), "--out", str(tmp_path / "o")]) == 1
     assert "checkpoint holds a vit/pup model, the preset is vit_mla/mla" in capsys.readouterr().err

@@ -16,7 +16,9 @@ from setr.cli import main
 from setr.config import build_model
 from setr.data.synthetic import write_folder
 from setr.overrides import apply_overrides
-from setr.presets import get_preset, list_presets
+from setr import presets
+
+from helpers import ROOT
 
 DEMO = "setr_demo_pup_tiny_64x64_shapes"
 TINY = ["model.backbone.embed_dim=32", "model.backbone.num_heads=2", "model.decode_head.channels=16",
@@ -24,7 +26,7 @@ TINY = ["model.backbone.embed_dim=32", "model.backbone.num_heads=2", "model.deco
 
 
 def tiny_demo(*extra):
-    return apply_overrides(get_preset(DEMO), TINY + list(extra))
+    return apply_overrides(presets.get(DEMO), TINY + list(extra))
 
 
 def one_line(err: str) -> str:
@@ -80,12 +82,12 @@ def train_argv(data, work, *extra, sets=()):
     (["train", DEMO, "--data-root", "d", "--batch-size", "0"], "argument --batch-size: expected a whole number >= 1"),
     (["train", DEMO, "--data-root", "d", "--iters", "-5"], "argument --iters: expected a whole number >= 1, got -5"),
     (["classify", "train", "hlg_tiny", "--data-root", "d", "--epochs", "0"], "argument --epochs: expected a whole"),
-    (["classify", "test", "hlg_tiny", "c.pth", "--data-root", "d", "--batch-size", "0"], "argument --batch-size"),
+    (["classify", "test", "hlg_tiny", "-c", "c.pth", "--data-root", "d", "--batch-size", "0"], "argument --batch-size"),
     (["detect", "train", "retinanet_hlg_tiny_test", "--data-root", "d", "--epochs", "0"], "argument --epochs"),
     (["detect", "predict", "retinanet_hlg_tiny_test", "--checkpoint", "c", "x.jpg", "--out", "o",
       "--score-thresh", "1.5"], "argument --score-thresh: expected a number between 0 and 1"),
     (["benchmark", DEMO, "--runs", "0"], "argument --runs: expected a whole number >= 1, got 0"),
-    (["benchmark", DEMO, "--batch", "0"], "argument --batch: expected a whole number >= 1, got 0"),
+    (["benchmark", DEMO, "--batch-size", "0"], "argument --batch-size: expected a whole number >= 1, got 0"),
     (["flops", DEMO, "--shape", "5", "7", "9"], "argument --shape: expected H W or a single size S, got 3 values"),
     (["flops", DEMO, "--shape", "0"], "argument --shape: expected a whole number >= 1, got 0"),
     (["benchmark", DEMO, "--shape", "64", "-64"], "argument --shape: expected a whole number >= 1, got -64"),
@@ -140,7 +142,7 @@ def test_train_with_indivisible_embed_dim_is_one_line(data, tmp_path, capsys):
 def test_every_preset_config_is_valid():
     from setr.config import validate_model_config
 
-    for preset in list_presets():
+    for preset in presets.all_presets("segmentation"):
         validate_model_config(preset.model)
 
 
@@ -183,7 +185,7 @@ def test_bad_label_in_the_validation_split_is_found_before_training_and_a_resume
     Image.fromarray(labels).save(bad)
     # the final evaluation fails once (a file changed under the run): the iteration is kept, and a resume with the
     # fixed data evaluates and writes what an uninterrupted run writes
-    from setr.engine.trainer import SegmentationTask
+    from setr.engine.segmentation import SegmentationTask
     from setr.errors import SetrError
 
     real_evaluate = SegmentationTask.evaluate
@@ -320,7 +322,7 @@ def test_unwritable_output_message(tmp_path, capsys, monkeypatch):
 def test_test_json_and_onnx_locations_are_checked_first(ckpt, data, tmp_path, capsys, monkeypatch):
     f = tmp_path / "file"
     f.write_text("x")
-    line = failed(["test", DEMO, str(ckpt), "--data-root", str(data), "--json", str(f / "m.json")], capsys)
+    line = failed(["test", DEMO, "-c", str(ckpt), "--data-root", str(data), "--json", str(f / "m.json")], capsys)
     assert f"--json (its folder) {f}: is a file, expected a folder" in line
     line = failed(["export", DEMO, "--onnx", str(f / "m.onnx")], capsys)
     assert f"--onnx (its folder) {f}: is a file, expected a folder" in line
@@ -377,7 +379,7 @@ def test_setr_test_prints_the_table_before_writing_and_writes_atomically(ckpt, d
         return real_write_text(self, *args, **kwargs)
 
     monkeypatch.setattr(pathlib.Path, "write_text", full_disk)
-    assert main(["test", DEMO, str(ckpt), "--data-root", str(data), "--json", str(out), "--no-progress",
+    assert main(["test", DEMO, "-c", str(ckpt), "--data-root", str(data), "--json", str(out), "--no-progress",
                  "--precision", "fp32"]) == 1
     captured = capsys.readouterr()
     assert "mIoU" in captured.out and "precision fp32" in captured.out  # the numbers were shown
@@ -386,7 +388,7 @@ def test_setr_test_prints_the_table_before_writing_and_writes_atomically(ckpt, d
     assert err.endswith(" MB free on its disk); nothing was replaced")
     assert not out.exists() and not list(tmp_path.glob(".*.tmp"))  # nothing half-written left behind
     monkeypatch.undo()
-    assert main(["test", DEMO, str(ckpt), "--data-root", str(data), "--json", str(out), "--no-progress"]) == 0
+    assert main(["test", DEMO, "-c", str(ckpt), "--data-root", str(data), "--json", str(out), "--no-progress"]) == 0
     metrics = json.loads(out.read_text())
     assert metrics["precision"] in ("fp32", "bf16") and not list(tmp_path.glob(".*.tmp"))
     assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~_umask()
@@ -451,7 +453,7 @@ def test_class_names_follow_num_classes_and_weights_get_the_umask_mode(tmp_path,
 def test_stored_dataset_is_used_by_test_without_repeating_set(ckpt, data, tmp_path, capsys):
     # a folder-trained checkpoint tested with a Cityscapes preset of the same kind: the checkpoint says "folder"
     json_path = tmp_path / "m.json"
-    assert main(["test", "SETR_PUP_768x768_40k_cityscapes_bs_8", str(ckpt), "--data-root", str(data), "--json",
+    assert main(["test", "SETR_PUP_768x768_40k_cityscapes_bs_8", "-c", str(ckpt), "--data-root", str(data), "--json",
                  str(json_path), "--no-progress", "--precision", "fp32"]) == 0
     out = capsys.readouterr().out
     assert "triangle" in out or "circle" in out or "background" in out  # the folder's class names
@@ -472,9 +474,9 @@ def test_demo_reports_its_precision(tmp_path, capsys, monkeypatch):
 
 def test_detect_predict_says_when_there_are_no_boxes(tmp_path, capsys):
     from setr.detection.model import build_retinanet_hlg
-    from setr.presets.detection import get_detection_preset
+    from setr import presets
 
-    p = get_detection_preset("retinanet_hlg_tiny_test")
+    p = presets.get("retinanet_hlg_tiny_test", "detection")
     p.model.pretrained = None
     torch.manual_seed(0)
     model = build_retinanet_hlg(p.model, 2)  # untrained: every score is about the 0.01 prior
@@ -501,7 +503,7 @@ def test_classify_test_ema_has_its_own_json(tmp_path, capsys):
     model = HLG(embed_dims=(64, 128, 256, 512), num_heads=(2, 4, 8, 16), depths=(1, 1, 1, 1), num_classes=2)
     sd = model.state_dict()
     torch.save({"model": sd, "ema": {k: v + 0.0 for k, v in sd.items()}}, tmp_path / "epoch_1.pth")
-    base = ["classify", "test", "hlg_tiny", str(tmp_path / "epoch_1.pth"), "--data-root", str(folder),
+    base = ["classify", "test", "hlg_tiny", "-c", str(tmp_path / "epoch_1.pth"), "--data-root", str(folder),
             "--img-size", "64", "--workers", "0"]
     assert main(base) == 0
     assert main(base + ["--ema"]) == 0
@@ -518,16 +520,25 @@ def test_benchmark_measures_cpu_peak_memory(capsys):
 
 
 def test_info_json_shows_every_set_key_the_readme_mentions(capsys):
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     keys = set(re.findall(r"\b((?:model|train|data)\.[a-z_]+(?:\.[a-z_]+)*)=", readme))
     assert {"data.workers", "data.dataset", "train.lr", "model.num_classes"} <= keys
-    assert main(["info", "SETR_PUP_768x768_40k_cityscapes_bs_8", "--json"]) == 0
-    info = json.loads(capsys.readouterr().out)
-    for key in sorted(keys):
+    infos = []  # one preset of each task: the --set grammar is the same for the three
+    for name in ("SETR_PUP_768x768_40k_cityscapes_bs_8", "hlg_tiny", "retinanet_hlg_tiny_test"):
+        assert main(["info", name, "--json"]) == 0
+        infos.append(json.loads(capsys.readouterr().out))
+
+    def has(info, key):
         node = info
         for part in key.split("."):
-            assert isinstance(node, dict) and part in node, f"{key} not in setr info --json"
+            if not (isinstance(node, dict) and part in node):
+                return False
             node = node[part]
+        return True
+
+    for key in sorted(keys):
+        assert any(has(info, key) for info in infos), f"{key} not in setr info --json of any task's preset"
+    assert has(infos[0], "train.lr") and has(infos[1], "train.mixup") and not has(infos[0], "train.mixup")
 
 
 def test_pretrained_given_a_segmentation_checkpoint_suggests_load_from(ckpt, data, tmp_path, capsys):
@@ -536,7 +547,7 @@ def test_pretrained_given_a_segmentation_checkpoint_suggests_load_from(ckpt, dat
 
 
 def test_readme_error_section_shows_what_the_cli_prints(tmp_path, capsys, monkeypatch):
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     block = readme.split("## Errors", 1)[1].split("```text", 1)[1].split("```", 1)[0]
     lines = [ln for ln in block.strip().splitlines()]
     pairs = [(lines[i][2:].split(), lines[i + 1]) for i in range(0, len(lines), 2)]
