@@ -75,17 +75,27 @@ def test_detect_test_with_an_mmdet_checkpoint(mmdet_checkpoint, tmp_path, capsys
     root = write_coco(tmp_path / "coco", n_train=2, n_val=3, size=96, num_classes=2, seed=0)
     res = tmp_path / "res.json"
     report = tmp_path / "report"
-    assert main(["detect", "test", TINY, str(mmdet_checkpoint), "--data-root", str(root), "--json", str(res),
-                 "--no-progress", "--report", str(report), "--report-images", "2"]) == 0
-    text = capsys.readouterr().out
+    metrics = tmp_path / "metrics.json"
+    assert main(["detect", "test", TINY, "-c", str(mmdet_checkpoint), "--data-root", str(root), "--results", str(res),
+                 "--json", str(metrics), "--no-progress", "--report", str(report), "--report-images", "2"]) == 0
+    captured = capsys.readouterr()
+    text = captured.out
     assert "AP50" in text and "precision fp32, batch 1" in text and f"report written to {report}" in text
+    assert "--json PATH holds the metrics" in captured.err  # the old meaning of --json PATH (the detections) said
+    scores = json.loads(metrics.read_text())
+    assert scores["preset"] == TINY and 0 <= scores["AP50"] <= 1 and scores["num_detections"] > 0
     results = json.loads(res.read_text())
+    assert len(results) == scores["num_detections"]
+    # --json alone: the metrics on stdout, as `setr test --json` prints them
+    assert main(["detect", "test", TINY, "-c", str(mmdet_checkpoint), "--data-root", str(root), "--json",
+                 "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["AP50"] == scores["AP50"]
     page = json.loads((report / "report.json").read_text())
     assert [r["class"] for r in page["per_class"]] and len(page["per_class"]) == 2
     assert page["meta"]["preset"] == TINY and len(page["worst_images"]) <= 2
     assert len(page["images"]) == 3 and "report.html" in {p.name for p in report.iterdir()}
     # the report folder is never the data root
-    assert main(["detect", "test", TINY, str(mmdet_checkpoint), "--data-root", str(root), "--no-progress",
+    assert main(["detect", "test", TINY, "-c", str(mmdet_checkpoint), "--data-root", str(root), "--no-progress",
                  "--report", str(root)]) == 1
     assert "--report" in capsys.readouterr().err
     assert results and {r["category_id"] for r in results} <= {1, 3}  # the dataset's COCO ids
@@ -94,7 +104,7 @@ def test_detect_test_with_an_mmdet_checkpoint(mmdet_checkpoint, tmp_path, capsys
     p.model.pretrained = None
     bad = tmp_path / "three.pth"
     torch.save({"state_dict": build_retinanet_hlg(p.model, 3).state_dict()}, bad)
-    assert main(["detect", "test", TINY, str(bad), "--data-root", str(root), "--no-progress"]) == 1
+    assert main(["detect", "test", TINY, "-c", str(bad), "--data-root", str(root), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "three.pth: checkpoint has 3 classes" in err and len(err.strip().splitlines()) == 1
 

@@ -12,7 +12,7 @@ pytest.importorskip("pycocotools")
 
 from setr import presets  # noqa: E402
 from setr.detection import build_retinanet_hlg  # noqa: E402
-from setr.cli.detect import add_detect_parser  # noqa: E402
+from setr.cli.detect import register as add_detect_parser  # noqa: E402
 from setr.detection.coco import CocoDetection  # noqa: E402
 from setr.detection.engine import (evaluate_detector, load_detector,  # noqa: E402
                                    train_detector)
@@ -264,7 +264,7 @@ def test_evaluate_and_category_mismatch(trained, coco_root, tmp_path):
 def test_cli_test_and_predict(trained, coco_root, tmp_path, capsys):
     work, _ = trained
     ckpt = str(work / "epoch_8.pth")
-    assert _cli(["detect", "test", TINY, ckpt, "--data-root", str(coco_root), "--json", str(tmp_path / "r.json"),
+    assert _cli(["detect", "test", TINY, "-c", ckpt, "--data-root", str(coco_root), "--results", str(tmp_path / "r.json"),
                  "--no-progress"]) == 0
     text = capsys.readouterr().out
     assert "AP50" in text and "APl" in text and "rectangle" in text and "ellipse" in text

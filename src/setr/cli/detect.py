@@ -7,7 +7,8 @@ from pathlib import Path
 
 from .. import argtypes
 from ..errors import SetrError
-from .common import add_device, add_overwrite, add_trust
+from .common import (STDOUT, add_batch_size, add_checkpoint, add_device, add_json, add_overwrite, add_preset,
+                     add_set, add_trust, checkpoint_of, emit_json, preset_for)
 from .report_options import add_report_options, check_report_option
 
 PRESET_HELP = "retinanet_hlg_{small,medium,large}_fpn_mstrain_1x_coco (`setr presets` lists them)"
@@ -16,12 +17,7 @@ CHECKPOINT_HELP = ("the authors' mmdet checkpoint (.pth: state_dict + meta), one
 
 
 def _preset(args: argparse.Namespace):
-    from ..overrides import apply_overrides
-    from .. import presets
-
-    p = presets.get(args.preset, "detection")
-    apply_overrides(p, getattr(args, "set", None) or [])
-    return p
+    return preset_for(args, "detection")
 
 
 def cmd_detect_train(args: argparse.Namespace) -> int:
@@ -62,11 +58,15 @@ def _detector(args: argparse.Namespace, checkpoint):
 def cmd_detect_test(args: argparse.Namespace) -> int:
     from ..detection.coco import CocoDetection
     from ..detection.evaluation import evaluate_detector, format_metrics
+    from ..outputs import ensure_writable_file
 
-    if args.json:
-        from ..outputs import ensure_writable_file
-
-        ensure_writable_file(args.json, "--json")
+    checkpoint_of(args, "setr detect test")
+    for option, path in (("--json", args.json), ("--results", args.results)):
+        if path and path != STDOUT:
+            ensure_writable_file(path, option)
+    if args.json and args.json != STDOUT:
+        print("note: --json PATH holds the metrics, as in `setr test`; the detections (COCO results format) go to "
+              "--results PATH", file=sys.stderr)
     check_report_option(args, {"--data-root": args.data_root})
     dataset = CocoDetection(args.data_root, args.split)
     det = _detector(args, args.checkpoint)
@@ -77,10 +77,20 @@ def cmd_detect_test(args: argparse.Namespace) -> int:
     # checkpoints name their classes only, and the labels map to the dataset's categories in id order
     results: list = []
     metrics = evaluate_detector(det, dataset, batch_size=args.batch_size, categories=det.checkpoint_categories,
-                                results_json=args.json, progress=not args.no_progress, results_out=results)
-    print(format_metrics(metrics) + f"\n(precision {det.precision}, batch {args.batch_size})")
-    if args.json:
-        print(f"results ({metrics['num_detections']} detections) written to {args.json}")
+                                results_json=args.results, progress=not args.no_progress, results_out=results)
+    metrics.update({"preset": args.preset, "checkpoint": str(args.checkpoint), "split": args.split,
+                    "precision": det.precision, "batch_size": args.batch_size})
+    to_stdout = args.json == STDOUT
+    if to_stdout:
+        emit_json(STDOUT, metrics)
+    else:
+        print(format_metrics(metrics) + f"\n(precision {det.precision}, batch {args.batch_size})")
+    if args.json and not to_stdout:
+        emit_json(args.json, metrics)
+        print(f"metrics written to {args.json}")
+    if args.results:
+        print(f"results ({metrics['num_detections']} detections) written to {args.results}",
+              file=sys.stderr if to_stdout else sys.stdout)
     if args.report:
         from ..reports.detection import write_detection_report
 
@@ -88,7 +98,7 @@ def cmd_detect_test(args: argparse.Namespace) -> int:
             args.report, dataset.coco, results, {img_id: dataset.image_path(k) for k, img_id in enumerate(dataset.ids)},
             meta={"preset": args.preset, "checkpoint": str(args.checkpoint), "precision": det.precision,
                   "split": args.split, "batch_size": args.batch_size}, worst=args.report_images)
-        print(f"report written to {page}")
+        print(f"report written to {page}", file=sys.stderr if to_stdout else sys.stdout)
     return 0
 
 
@@ -128,9 +138,8 @@ def cmd_detect_predict(args: argparse.Namespace) -> int:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("preset", help=PRESET_HELP)
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="preset overrides, e.g. model.score_thresh=0.1 model.test_min_size=600 train.lr=2e-4")
+    add_preset(p, "detection", help=PRESET_HELP)
+    add_set(p, "model.score_thresh=0.1 model.test_min_size=600 train.lr=2e-4")
     add_device(p)
     add_trust(p)
 
@@ -149,7 +158,7 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--data-root", required=True)
     p.add_argument("--work-dir", help="default work_dirs/<preset>")
     p.add_argument("--epochs", type=argtypes.positive_int)
-    p.add_argument("--batch-size", type=argtypes.positive_int, help="global batch size (the recipe's is 16)")
+    add_batch_size(p, help="global batch size (the recipe's is 16)")
     p.add_argument("--amp", choices=("bf16", "fp16"))
     p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="CKPT",
                    help="continue from CKPT, or from the newest checkpoint in the work dir (none yet: from 0)")
@@ -162,13 +171,14 @@ def register(sub) -> argparse.ArgumentParser:
 
     p = dsub.add_parser("test", help="COCO bbox AP of a checkpoint on <root>/<split>2017")
     _common(p)
-    p.add_argument("checkpoint", help=CHECKPOINT_HELP)
+    add_checkpoint(p, required=True, positional_too=True, help=CHECKPOINT_HELP)
     p.add_argument("--data-root", required=True)
     p.add_argument("--split", default="val")
-    p.add_argument("--json", help="write the detections here (COCO results format)")
+    add_json(p, "the metrics")
+    p.add_argument("--results", metavar="PATH", help="write every detection here (COCO results format, as mmdet's "
+                                                     "format_results writes them)")
     add_report_options(p)
-    p.add_argument("--batch-size", type=argtypes.positive_int, default=1,
-                   help="images padded into one batch (default 1, the original's test; more pads them together)")
+    add_batch_size(p, 1, help="images padded into one batch (default 1, the original's test; more pads them together)")
     _precision(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_detect_test)
@@ -177,7 +187,7 @@ def register(sub) -> argparse.ArgumentParser:
                                         "drawings and results.bbox.json")
     _common(p)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
-    p.add_argument("--checkpoint", "-c", help=CHECKPOINT_HELP + " (required unless --random-weights)")
+    add_checkpoint(p, help=CHECKPOINT_HELP + " (required unless --random-weights)")
     p.add_argument("--random-weights", action="store_true",
                    help="detect with an untrained network (to try the pipeline; the boxes mean nothing)")
     p.add_argument("--out", "-o", required=True,
@@ -190,7 +200,3 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_detect_predict)
     return det
-
-
-# the old entry point's name (``setr.detection.cli.add_detect_parser``)
-add_detect_parser = register
