@@ -98,3 +98,62 @@ def test_int8_static_is_cpu_inference_only():
     assert resolve_precision("int8-static", "cpu") == "int8-static"
     with pytest.raises(SetrError, match="int8-static is for CPU inference"):
         resolve_precision("int8-static", "cuda")
+
+
+# ------------------------------------------------------------------------------------------- --compile
+TINY = ["model.backbone.embed_dim=32", "model.backbone.num_heads=2", "model.backbone.depth=2",
+        "model.decode_head.in_index=1", "model.decode_head.channels=16", "model.aux_heads.0.in_index=0",
+        "model.aux_heads.0.channels=16", "train.batch_size=2", "data.workers=0"]
+
+
+def tiny_demo():
+    from setr.overrides import apply_overrides
+
+    return apply_overrides(get_preset(DEMO), TINY)
+
+
+def test_compile_option_reaches_torch_compile_in_every_command(tmp_path, monkeypatch, capsys):
+    """predict, test, benchmark and train take --compile and compile the network with it (torch.compile
+    recorded here, not run: the real compilation is the next test's)."""
+    from setr.cli import main
+    from setr.data.synthetic import write_folder
+    from setr.model_files import save_model
+
+    compiled = []
+
+    def record(fn, *args, **kwargs):
+        compiled.append(fn)
+        return fn
+
+    monkeypatch.setattr(torch, "compile", record)
+    cfg = tiny_demo().model
+    ckpt = save_model(build_model(cfg), cfg, tmp_path / "tiny.safetensors")
+    data = write_folder(tmp_path / "data", n_train=2, n_val=1, size=(64, 64), seed=0)
+    image = next((data / "images" / "val").iterdir())
+    runs = {
+        "predict": ["predict", DEMO, str(image), "-c", str(ckpt), "--out", str(tmp_path / "p"), "--no-progress"],
+        "test": ["test", DEMO, str(ckpt), "--data-root", str(data)],
+        "benchmark": ["benchmark", DEMO, "--runs", "1", "--precision", "fp32", "--set", *TINY],
+        "train": ["train", DEMO, "--data-root", str(data), "--work-dir", str(tmp_path / "w"), "--iters", "1",
+                  "--no-progress", "--no-validate", "--set", *TINY],
+    }
+    for name, argv in runs.items():
+        compiled.clear()
+        assert main(argv) == 0, name
+        assert compiled == [], name  # without --compile nothing is compiled
+        assert main(argv + ["--compile"] + (["--overwrite"] if name == "train" else [])) == 0, name
+        assert len(compiled) == 1, name
+    assert "first call" in capsys.readouterr().out  # benchmark reports the compiling first call apart
+
+
+def test_compiled_prediction_equals_eager():
+    """One real torch.compile (Inductor, CPU): a tiny model's labels equal the eager ones."""
+    cfg = tiny_demo().model
+    model = build_model(cfg, with_aux=False).eval()
+    image = np.random.default_rng(3).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    eager = Segmenter(model, cfg, mode="whole", precision="fp32").segment(image)
+    compiled = Segmenter(model, cfg, mode="whole", precision="fp32", compile=True)
+    assert compiled.model.encode_decode is not type(compiled.model).encode_decode
+    got = compiled.segment(image)
+    torch.testing.assert_close(got.probs, eager.probs, atol=1e-5, rtol=1e-5)
+    assert (got.labels == eager.labels).mean() > 0.999

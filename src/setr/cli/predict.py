@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from .. import argtypes
-from .common import add_device, add_flip_directions, add_speed_options, add_trust
+from .common import add_compile, add_device, add_flip_directions, add_speed_options, add_trust
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -44,7 +44,7 @@ def register(sub) -> None:
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override preset values (model.*; e.g. model.test.img_scale=[1024,512])")
     add_speed_options(p)
-    p.add_argument("--compile", action="store_true", help="torch.compile the network (slow first image)")
+    add_compile(p)
     p.add_argument("--batch-size", type=argtypes.positive_int, default=1,
                    help="images per forward pass (consecutive images of equal size; default 1)")
     p.add_argument("--workers", type=argtypes.nonneg_int, default=2,

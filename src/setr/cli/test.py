@@ -5,7 +5,7 @@ import argparse
 
 from ..errors import SetrError
 from ..dist import resolve_device
-from .common import add_device, add_flip_directions, add_speed_options, add_trust, preset_from_args
+from .common import add_compile, add_device, add_flip_directions, add_speed_options, add_trust, preset_from_args
 
 LISTED_DATASETS = ("cityscapes", "ade20k", "pascal_context", "folder")
 
@@ -21,7 +21,8 @@ def _load_for_test(args, preset):
         cfg = apply_model_overrides(cfg, [a for a in args.set if a.strip().startswith("model.")])
     model, cfg = load_model(args.checkpoint, cfg)
     seg = Segmenter(model, cfg, device=resolve_device(args.device), mode=args.mode, aug=True if args.aug else None,
-                    window_batch=args.window_batch, precision=args.precision, flip_directions=args.flip_directions)
+                    window_batch=args.window_batch, precision=args.precision, flip_directions=args.flip_directions,
+                    compile=args.compile)
     print(f"testing with mode={seg.mode}, aug={'ms+flip' if seg.aug else 'off'}, device={seg.device}, "
           f"precision={seg.precision}")
     return seg
@@ -83,6 +84,7 @@ def register(sub) -> None:
     p.add_argument("--json", help="metrics JSON path (default: next to the checkpoint)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
     add_speed_options(p)
+    add_compile(p)
     p.add_argument("--no-progress", action="store_true")
     add_device(p)
     add_trust(p)
