@@ -273,6 +273,10 @@ def main() -> int:
         model, fns = build_mmseg_v2(state, train, args.preset, cfg)
     else:
         model, fns = build_original(state, train, args.preset)
+    del state  # loaded into the model: the peak memory measured is the model's, not a second copy of the weights
+    import gc
+
+    gc.collect()
     views = pipeline_views(image, cfg, args.aug) if args.task == "predict" and args.impl != "ours" else None
     opt = None
     if train:  # SGD, lr 1e-6, momentum 0.9 for all; ours as its trainer builds it
