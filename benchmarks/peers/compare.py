@@ -133,6 +133,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", help="write the results here too")
+    ap.add_argument("--skip-parity", action="store_true", help="no fp32 output comparison (saves one step each)")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     from setr.precision import has_fast_bf16
@@ -168,7 +169,7 @@ def main() -> int:
         # the same function: fp32 outputs of the same input (logits, or predict's label maps)
         ref = {}
         for w in workers:
-            if w.precision == "fp32" and not w.compile:
+            if w.precision == "fp32" and not w.compile and not args.skip_parity:
                 w.ask(f"logits {tmp / (w.impl + '.pt')}")
                 ref[w.impl] = torch.load(tmp / (w.impl + ".pt"))
         if "ours" in ref:
