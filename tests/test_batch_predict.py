@@ -76,13 +76,13 @@ def test_workers_decode_and_batches_group_equal_sizes(images, tmp_path, monkeypa
 
     monkeypatch.setattr(bp, "read_image", read_and_mark)
     batch_sizes = []
-    real_inference = seg.model.inference_probs
+    real_inference = seg.model.inference_logits  # the network call per view (issue 21: logits, softmax streamed)
 
     def recording(x, *args, **kwargs):
         batch_sizes.append(x.shape[0])
         return real_inference(x, *args, **kwargs)
 
-    monkeypatch.setattr(seg.model, "inference_probs", recording)
+    monkeypatch.setattr(seg.model, "inference_logits", recording)
     batched = predict_files(seg, images, tmp_path / "batched", batch_size=3, workers=2, progress=False,
                             write_summary=True)
     pids = {int(p.name) for p in decoded_in.iterdir()}

@@ -128,7 +128,7 @@ def _keep_list(batch: list) -> list:
 def segment_batch(seg, images: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Label maps of images of one size, run through the network together (the Segmenter's own test pipeline:
     its views, resizing, normalisation, inference mode and precision)."""
-    return [s.labels for s in seg.segment_batch(images)]
+    return seg.predict_batch(images)  # labels only: no probability map kept (issue 21)
 
 
 def _same_size_runs(items: list[tuple]) -> list[list[tuple]]:

@@ -122,6 +122,22 @@ def _time(fn: Callable[[], object], device: torch.device, warmup: int, runs: int
     return times
 
 
+class _EagerEncodeDecode:
+    """``holder[0] = True``: the model's own (eager, fp32 for int8-static) ``encode_decode`` runs instead of the
+    compiled or quantized wrapper set on the instance, so that the FLOP counter sees every op."""
+
+    def __init__(self, model):
+        self.model, self.wrapper = model, model.__dict__.get("encode_decode")
+
+    def __setitem__(self, i, on: bool) -> None:
+        if self.wrapper is None:
+            return
+        if on:
+            del self.model.encode_decode
+        else:
+            self.model.encode_decode = self.wrapper
+
+
 def benchmark(preset: Preset, shape: tuple[int, int] | None = None, batch: int = 1, precision: str = "auto",
               compile: bool = False, train: bool = False, mode: str = "whole", device: str | None = None,
               warmup: int = 2, runs: int = 5, window_batch: int | None = None) -> dict:
@@ -142,8 +158,8 @@ def benchmark(preset: Preset, shape: tuple[int, int] | None = None, batch: int =
         from .engine.losses import segmentor_losses
         from .engine.common import build_optimizer, optimizer_step
 
-        if prec == "int8":
-            raise SetrError("--precision int8 is for inference; train with fp32 or bf16 (--amp)")
+        if prec.startswith("int8"):
+            raise SetrError(f"--precision {prec} is for inference; train with fp32 or bf16 (--amp)")
 
         model.train()
         target = torch.randint(0, cfg.num_classes, (batch, h, w), device=dev)
@@ -151,36 +167,44 @@ def benchmark(preset: Preset, shape: tuple[int, int] | None = None, batch: int =
         # the trainer's step: its optimiser (lr tiny, so the weights stay put over the runs), deferred resizes
         opt = build_optimizer(model, preset.train, lr=1e-6)
         forward = torch.compile(model) if compile else model
+        eager = [False]  # FLOPs are counted on the eager network (a compiled graph hides its ops from the counter)
         scaler = torch.amp.GradScaler(dev.type) if prec == "fp16" else None
 
         def step():
             with autocast(prec, dev):
-                outs = forward(x, with_aux=True, defer=True)
+                outs = (model if eager[0] else forward)(x, with_aux=True, defer=True)
             loss = sum(segmentor_losses(outs, weights, target, preset.train.loss_normalisation).values())
             optimizer_step(loss, opt, model, scaler)  # the loop's step (segmentation: no clipping)
     else:
         # the path `setr predict` takes: channels-last heads, the device's attention kernel, int8 layers
         model = prepare_for_inference(model.eval(), prec, dev)
-        if compile:
+        if compile and prec != "int8-static":  # int8-static compiles in its own wrapper
             model.encode_decode = torch.compile(model.encode_decode, dynamic=False)
-        wb = window_batch or (1 if prec == "fp32" else 8)
+        wb = window_batch or (1 if prec in ("fp32", "int8-static") else 8)
         t = cfg.test
 
         def step():
             with torch.inference_mode(), autocast(prec, dev):
                 model.inference_logits(x, mode, t.crop_size, t.stride, window_batch=wb)
 
-    step()  # first call (compilation, allocator warm-up) is not timed
+        eager = _EagerEncodeDecode(model)
+
+    start = time.perf_counter()
+    step()  # first call (compilation, calibration, allocator warm-up): reported apart, not in the median
+    _sync(dev)
+    first_call = time.perf_counter() - start
     counter = flop_counter()  # attention counted by formula where PyTorch's counter has none (CPU flash kernel)
+    eager[0] = True
     with counter:
         step()
+    eager[0] = False
     counted = counter_result(counter)
     flops = counted["flops"]
     with peak_memory(dev) as mem:
         times = _time(step, dev, warmup=max(warmup - 2, 0), runs=runs)
     median = statistics.median(times)
     # int8 runs its linear layers in int8 and the rest as the default path: quoted against that path's peak
-    peak_prec = prec if prec != "int8" else ("bf16" if has_fast_bf16(dev) else "fp32")
+    peak_prec = prec if not prec.startswith("int8") else ("bf16" if has_fast_bf16(dev) and prec == "int8" else "fp32")
     peak = matmul_peak_tflops(dev, peak_prec)
     achieved = flops / median / 1e12
     return {
@@ -189,7 +213,7 @@ def benchmark(preset: Preset, shape: tuple[int, int] | None = None, batch: int =
         "precision": prec,
         "default_path": prec == resolve_precision("auto", dev) and not compile and not window_batch,
         "attention_kernel": "sdpa" if train or prec == "fp32" else attention_kernel(dev, prec),
-        "compile": compile, "runs": runs, "median_s": median, "min_s": min(times),
+        "compile": compile or prec == "int8-static", "first_call_s": first_call, "runs": runs, "median_s": median, "min_s": min(times),
         "images_per_s": batch / median, "peak_memory_mb": mem["peak_bytes"] / 2 ** 20, "memory_kind": mem["kind"],
         "gflops_per_step": flops / 1e9, "attention_gflops_per_step": counted["attention_flops"] / 1e9,
         "achieved_tflops": achieved, "matmul_peak_tflops": peak, "matmul_peak_precision": peak_prec,
@@ -202,7 +226,8 @@ def format_result(r: dict) -> str:
             f"{' compiled' if r['compile'] else ''}{' (the default path)' if r.get('default_path') else ''}, "
             f"attention {r.get('attention_kernel', 'sdpa')}, on {r['device']} ({r['threads']} threads)\n"
             f"  median {r['median_s'] * 1000:.1f} ms (min {r['min_s'] * 1000:.1f}), {r['images_per_s']:.2f} img/s, "
-            f"peak memory {r['peak_memory_mb']:.0f} MB ({r['memory_kind']})\n"
+            f"peak memory {r['peak_memory_mb']:.0f} MB ({r['memory_kind']}); first call {r['first_call_s']:.1f} s"
+            f"{' (compilation)' if r['compile'] else ''}\n"
             f"  {r['gflops_per_step']:.1f} GFLOP/step, {r['achieved_tflops']:.3f} TFLOP/s achieved = "
             f"{100 * (r['fraction_of_matmul_peak'] or 0):.0f}% of the {r['matmul_peak_tflops']:.3f} TFLOP/s "
             f"{r.get('matmul_peak_precision', r['precision'])} matmul peak measured now")

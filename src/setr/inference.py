@@ -60,8 +60,9 @@ class View:
 
 @dataclass
 class Segmentation:
-    """What one image gives: (K, H, W) float32 class probabilities and the (H, W) label map, at its own size."""
-    probs: torch.Tensor
+    """What one image gives: (K, H, W) float32 class probabilities (None when only labels were asked for) and
+    the (H, W) label map, at its own size."""
+    probs: torch.Tensor | None
     labels: np.ndarray
 
 
@@ -90,6 +91,56 @@ def views_for(ori_hw: tuple[int, int], test_cfg, aug: bool) -> list[View]:
     return [View(s, f) for s in sizes for f in [*(None for _ in directions), *directions]]
 
 
+BAND_ELEMENTS = 1 << 21  # softmax / argmax of a full-size map run over row bands of about this many values
+
+
+def _bands(height: int, per_row: int, width: int):
+    """Row bands [r0, r1) of a (B, K, H, W) map, each band's H x W plane a multiple of 64 values: PyTorch's
+    vectorised softmax over the classes walks the plane in SIMD blocks with a scalar tail, so bands aligned to
+    the blocks give bit for bit the values of the softmax of the whole map (tested)."""
+    import math
+
+    unit = 64 // math.gcd(width, 64)
+    rows = max(unit, BAND_ELEMENTS // max(per_row, 1) // unit * unit)
+    for r0 in range(0, height, rows):
+        yield r0, min(r0 + rows, height)
+
+
+def accumulate_probs(total: torch.Tensor | None, logits: torch.Tensor, flip: str | None) -> torch.Tensor:
+    """Add the fp32 softmax probabilities of one view's (B, K, H, W) logits, flipped back along the view's own
+    axis, into ``total`` in place (a new tensor for the first view), one band of rows at a time: the same
+    values as ``total + softmax(logits).flip(...)`` (softmax is per pixel, the sum elementwise), without the
+    view's full probability map, its flipped copy or the new sum ever existing."""
+    b, k, h, w = logits.shape
+    if total is None:
+        total = torch.zeros((b, k, h, w), dtype=torch.float32, device=logits.device)
+    for r0, r1 in _bands(h, b * k * w, w):
+        p = torch.softmax(logits[:, :, r0:r1].float(), dim=1)
+        if flip is None:
+            total[:, :, r0:r1] += p
+        elif flip in (True, "horizontal"):
+            total[:, :, r0:r1] += p.flip(dims=(3,))
+        elif flip == "vertical":
+            total[:, :, h - r1:h - r0] += p.flip(dims=(2,))
+        else:
+            raise ValueError(f"flip direction {flip!r}: expected 'horizontal' or 'vertical'")
+    return total
+
+
+def streamed_labels(scores: torch.Tensor, dtype=np.uint8, softmax: bool = True) -> np.ndarray:
+    """(B, H, W) argmax over the classes of (B, K, H, W) ``scores`` (with ``softmax``: of their fp32 softmax,
+    ties between rounded probabilities resolved as the full map's argmax resolves them), band by band of rows
+    into one label array: only a band's probabilities ever exist besides ``scores`` and the labels."""
+    b, k, h, w = scores.shape
+    labels = np.empty((b, h, w), dtype=dtype)
+    for r0, r1 in _bands(h, b * k * w, w):
+        band = scores[:, :, r0:r1]
+        if softmax:
+            band = torch.softmax(band.float(), dim=1)
+        labels[:, r0:r1] = band.argmax(1).cpu().numpy()
+    return labels
+
+
 # --------------------------------------------------------------------------- the segmenter
 class Segmenter(HubMixin):
     """A model plus its test pipeline (``save_pretrained`` / ``from_pretrained`` / ``push_to_hub``: a pretrained
@@ -107,7 +158,7 @@ class Segmenter(HubMixin):
         self.precision = resolve_precision(precision, self.device)
         # fast paths: channels-last head convolutions, the device's attention kernel, int8 linear layers
         self.model = prepare_for_inference(model.to(self.device).eval(), self.precision, self.device)
-        if compile:
+        if compile and self.precision != "int8-static":  # int8-static is compiled by its own wrapper
             self.model.encode_decode = torch.compile(self.model.encode_decode, dynamic=False)
         self.mode = mode or cfg.test.mode
         if self.mode not in ("whole", "slide"):
@@ -117,7 +168,7 @@ class Segmenter(HubMixin):
             cfg.test.flip_directions = check_flip_directions(flip_directions, "flip directions")
         check_flip_directions(cfg.test.flip_directions)
         # fp32: one window at a time, the original's order of operations; fast paths batch the windows
-        self.window_batch = window_batch or (1 if self.precision == "fp32" else 8)
+        self.window_batch = window_batch or (1 if self.precision in ("fp32", "int8-static") else 8)
         self.progress = False  # a progress bar over the windows of a very large image (the CLI turns it on)
         self.class_names, self.palette = classes_and_palette(cfg.dataset, cfg.num_classes, cfg.class_names)
 
@@ -172,8 +223,11 @@ class Segmenter(HubMixin):
         return self.segment_batch([image])[0]
 
     @torch.inference_mode()
-    def segment_batch(self, images: Sequence[np.ndarray | str | os.PathLike | Image.Image]) -> list[Segmentation]:
-        """``segment`` for images of one size, run through the network together (a batch of one is ``segment``)."""
+    def segment_batch(self, images: Sequence[np.ndarray | str | os.PathLike | Image.Image],
+                      probs: bool = True) -> list[Segmentation]:
+        """``segment`` for images of one size, run through the network together (a batch of one is ``segment``).
+        ``probs=False``: labels only (``Segmentation.probs`` is None), without ever holding the probabilities
+        of a single-view test (see :func:`accumulate_probs` and :func:`streamed_labels` for what is held)."""
         from .precision import autocast
 
         arrays = [self._as_array(im) for im in images]
@@ -184,23 +238,36 @@ class Segmenter(HubMixin):
         views = self.views(ori_hw)
         on_windows = self._warn_if_large(arrays[0], views)
         resized: dict[tuple[int, int], torch.Tensor] = {}
-        total = None
-        for view in views:
+        total = labels = None
+        label_dtype = np.uint8 if self.cfg.num_classes <= 256 else np.int32
+        for i, view in enumerate(views):
             if view.size not in resized:  # resize on uint8 with OpenCV, then normalise (the original's order)
                 resized[view.size] = torch.stack([normalise_image(resize_image(a, view.size), self.cfg.mean,
                                                                   self.cfg.std) for a in arrays]).to(self.device)
             x = resized[view.size]
             if view.flip:
                 x = flip_image(x, view.flip)
+            if i == len(views) - 1:
+                resized.clear()  # the last view's input is all that is left to need
             with autocast(self.precision, self.device):
-                probs = self.model.inference_probs(x, self.mode, t.crop_size, t.stride, ori_hw, view.flip,
-                                                   self.window_batch, on_windows)
-            total = probs if total is None else total + probs
+                # the view's logits at the image's size (slide windows summed in place inside)
+                logits = self.model.inference_logits(x, self.mode, t.crop_size, t.stride, ori_hw, self.window_batch,
+                                                     on_windows)
+            del x
+            if len(views) == 1 and not probs:
+                labels = streamed_labels(logits, label_dtype)  # softmax + argmax band by band, nothing kept
+            else:
+                total = accumulate_probs(total, logits, view.flip)
+            del logits
         if on_windows is not None:
             on_windows.close()
-        probs = total / len(views)
-        labels = probs.argmax(1).cpu().numpy().astype(np.uint8 if self.cfg.num_classes <= 256 else np.int32)
-        return [Segmentation(p, lab) for p, lab in zip(probs, labels)]
+        if total is not None:
+            if len(views) > 1:
+                total.div_(len(views))  # in place: the same values as total / len(views)
+            labels = streamed_labels(total, label_dtype, softmax=False)
+        if not probs:
+            total = None
+        return [Segmentation(total[i] if total is not None else None, labels[i]) for i in range(len(arrays))]
 
     def _warn_if_large(self, image: np.ndarray, views: list[View]):
         """Warn when the network will see far more pixels than the preset's test scale (slow, memory hungry:
@@ -237,8 +304,13 @@ class Segmenter(HubMixin):
         """(K, H, W) class probabilities (fp32) at the image's own size."""
         return self.segment(image).probs
 
+    def predict_batch(self, images: Sequence[np.ndarray | str | os.PathLike | Image.Image]) -> list[np.ndarray]:
+        """Label maps of images of one size, run through the network together; no probabilities kept."""
+        return [s.labels for s in self.segment_batch(images, probs=False)]
+
     def predict(self, image: np.ndarray | str | os.PathLike | Image.Image) -> np.ndarray:
-        """(H, W) uint8/int label map (class ids) at the image's own size.
+        """(H, W) uint8/int label map (class ids) at the image's own size (labels only: the class probabilities
+        are never held for the whole image, see :meth:`segment_batch`).
 
         ``image`` is a file path, a PIL image (converted to RGB), or an (H, W, 3) RGB array:
 
@@ -250,7 +322,7 @@ class Segmenter(HubMixin):
           infinity are refused in one line.
 
         The same holds for :meth:`segment`, :meth:`segment_batch`, :meth:`predict_probs` and :meth:`overlay`."""
-        return self.segment(image).labels
+        return self.segment_batch([image], probs=False)[0].labels
 
     def overlay(self, image: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
         return overlay(self._as_array(image), labels, self.palette, alpha)

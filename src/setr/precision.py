@@ -5,7 +5,13 @@ CPUs with AVX512-BF16 or AMX), else fp32. Under bf16 autocast, matmuls and convo
 softmax, LayerNorm and the loss stay in fp32 (PyTorch's autocast lists); ``fp32`` reproduces the original bit
 for bit (up to float summation order). ``int8`` (CPU inference only, never picked by ``auto``): the encoder's
 linear layers run as dynamic int8 (weights int8 per output channel, activations quantized per call), the rest
-as under ``auto``. ``prepare_for_inference`` applies what a precision needs to a model (channels-last head
+as under ``auto``. ``int8-static`` (CPU inference only, never picked by ``auto``): static int8 for the linear
+AND convolution layers (PyTorch 2 export quantization with the x86 Inductor quantizer, from ``torchao``),
+calibrated on the first input of each shape the network sees, then compiled by Inductor into fused int8
+kernels (``StaticInt8``); the first call of each shape takes minutes. ``auto`` picks neither int8 path: it is
+the fastest *exact-enough* path per machine kind as measured (benchmarks/RESULTS.md, README's speed table):
+bf16 where the CPU or GPU has bf16 units, fp32 on AVX2-only CPUs (bf16 there is emulated: slower than fp32).
+``prepare_for_inference`` applies what a precision needs to a model (channels-last head
 convolutions, the attention kernel of the device, int8 layers); ``benchmarks/cpu_fast_paths.py`` measures the
 choices and their argmax agreement with fp32.
 """
@@ -17,7 +23,7 @@ import torch
 
 from .errors import SetrError
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8", "int8-static")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -40,8 +46,8 @@ def resolve_precision(requested: str | None, device: torch.device | str) -> str:
         return "bf16" if has_fast_bf16(device) else "fp32"
     if requested == "fp16" and torch.device(device).type == "cpu":
         raise SetrError("--precision fp16 is for GPUs; use bf16 or fp32 on the CPU")
-    if requested == "int8" and torch.device(device).type != "cpu":
-        raise SetrError("--precision int8 is for CPU inference; use bf16 or fp16 on a GPU")
+    if requested in ("int8", "int8-static") and torch.device(device).type != "cpu":
+        raise SetrError(f"--precision {requested} is for CPU inference; use bf16 or fp16 on a GPU")
     return requested
 
 
@@ -50,7 +56,7 @@ def autocast(precision: str, device: torch.device | str):
     of an int8 model runs under bf16 autocast where the CPU has bf16 units)."""
     if precision == "int8":
         precision = "bf16" if has_fast_bf16(device) else "fp32"
-    if precision == "fp32":
+    if precision in ("fp32", "int8-static"):  # static int8: the quantized graph takes and gives fp32
         return nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=DTYPES[precision])
 
@@ -125,6 +131,9 @@ def prepare_for_inference(model: torch.nn.Module, precision: str, device: torch.
     model = model.eval()
     if precision == "fp32":
         return model
+    if precision == "int8-static":
+        model.encode_decode = StaticInt8(model)
+        return model
     model = model.to(memory_format=torch.channels_last)
     set_attention_kernel(model, attention_kernel(device, precision))
     if precision == "int8":
@@ -134,3 +143,65 @@ def prepare_for_inference(model: torch.nn.Module, precision: str, device: torch.
     else:
         precast_matmul_weights(model, DTYPES[precision])
     return model
+
+
+class StaticInt8:
+    """A model's ``encode_decode`` as static int8 (linear and convolution layers, activations and weights int8,
+    per-channel weights): for each input shape, the fp32 network is exported (``torch.export``), observed on
+    that first input (the calibration: PT2E's histogram-free min/max observers, x86 Inductor quantizer's default
+    config), converted, and compiled by Inductor into fused int8 kernels (``compile=False``: the converted graph
+    runs eagerly with quantize/dequantize ops, the same arithmetic, slowly: for tests). Needs ``torchao``
+    (``pip install 'setr[int8]'``). The first call of each shape is slow (export, calibration, compilation);
+    ``first_call_s`` records those times, by shape."""
+
+    def __init__(self, model: torch.nn.Module, compile: bool = True):
+        try:
+            from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e  # noqa: F401
+        except ImportError:
+            raise SetrError("--precision int8-static needs torchao (pip install 'setr[int8]')") from None
+        self.model, self.compile = model, compile
+        self.graphs: dict[tuple, object] = {}
+        self.first_call_s: dict[tuple, float] = {}
+        self._forward = type(model).encode_decode.__get__(model)  # the fp32 function, not this wrapper
+
+    def _build(self, x: torch.Tensor):
+        import time
+        import warnings
+
+        from torchao.quantization.pt2e import move_exported_model_to_eval
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+        from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
+
+        start = time.perf_counter()
+        forward = self._forward
+
+        class EncodeDecode(torch.nn.Module):
+            def __init__(self, model):
+                super().__init__()
+                self.model = model
+
+            def forward(self, img):
+                return forward(img)
+
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")
+            x = x.detach().clone()  # inference-mode tensors cannot be traced
+            graph = torch.export.export(EncodeDecode(self.model).eval(), (x,)).module()
+            quantizer = xiq.X86InductorQuantizer()
+            quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
+            graph = prepare_pt2e(graph, quantizer)
+            graph(x)  # calibration: the observers see this input
+            graph = convert_pt2e(graph)
+            move_exported_model_to_eval(graph)
+            if self.compile:
+                graph = torch.compile(graph)
+                graph(x)  # compiled now, not inside the caller's timing of its first result
+        self.first_call_s[tuple(x.shape)] = time.perf_counter() - start
+        return graph
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        key = (tuple(x.shape), x.dtype)
+        if key not in self.graphs:
+            self.graphs[key] = self._build(x)
+        with torch.inference_mode(False), torch.no_grad():
+            return self.graphs[key](x.detach().clone() if x.is_inference() else x)

@@ -217,8 +217,7 @@ def test_training_reaches_positive_ap(trained, coco_root):
     results = json.loads((work / "results.bbox.json").read_text())
     assert results and set(results[0]) == {"image_id", "category_id", "bbox", "score"}
     assert {r["category_id"] for r in results} <= {1, 3} and all(len(r["bbox"]) == 4 for r in results)
-    if (work / "tb").exists():
-        assert any((work / "tb").iterdir())
+    assert any((work / "tb").iterdir())  # tensorboard is in the test extra: the scalars are written
 
 
 def test_exact_resume(coco_root, tmp_path):
@@ -309,4 +308,5 @@ def test_every_detection_preset_trains_a_few_iterations(name, tmp_path):
                         "train.workers=0"])
     metrics = train_detector(p, root, tmp_path / "work", progress=False)
     assert (tmp_path / "work" / "epoch_1.pth").is_file()
-    assert "AP" in metrics and metrics["AP"] >= 0.0
+    # one epoch need not find anything, but every metric is evaluated (pycocotools says -1 where it had no boxes)
+    assert all(0.0 <= metrics[k] <= 1.0 for k in ("AP", "AP50", "AP75")), metrics

@@ -5,7 +5,8 @@ import argparse
 
 from .. import argtypes
 from ..dist import resolve_device
-from .common import add_batch_size, add_device, add_json, add_preset, add_set, deprecated, emit_json, preset_for
+from .common import (add_batch_size, add_compile, add_device, add_json, add_preset, add_set, deprecated, emit_json,
+                     preset_for)
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
@@ -31,10 +32,11 @@ def register(sub) -> None:
     argtypes.add_shape(p)
     add_batch_size(p, help="images per forward / training step (default 1)")
     p.add_argument("--batch", type=argtypes.positive_int, default=None, help=argparse.SUPPRESS)  # deprecated
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16", "int8"),
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16", "int8", "int8-static"),
                    help="auto (the default path): bf16 autocast where the hardware has bf16 matrix units, else "
-                        "fp32; int8: CPU inference with dynamic int8 encoder linear layers")
-    p.add_argument("--compile", action="store_true")
+                        "fp32; int8: CPU inference with dynamic int8 encoder linear layers; int8-static: static "
+                        "int8 linear and conv layers (torchao PT2E, compiled; first call reported apart)")
+    add_compile(p)
     p.add_argument("--train", action="store_true", help="time a training step (aux heads, SGD) instead")
     p.add_argument("--mode", default="whole", choices=("whole", "slide"))
     p.add_argument("--window-batch", type=argtypes.positive_int, default=None)

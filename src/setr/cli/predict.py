@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from .. import argtypes
-from .common import (add_batch_size, add_checkpoint, add_device, add_flip_directions, add_preset, add_set,
+from .common import (add_batch_size, add_checkpoint, add_compile, add_device, add_flip_directions, add_preset, add_set,
                      add_speed_options, add_trust)
 
 
@@ -95,7 +95,7 @@ def register(sub) -> None:
     add_flip_directions(p)
     add_set(p, "test.img_scale=[1024,512]")
     add_speed_options(p)
-    p.add_argument("--compile", action="store_true", help="torch.compile the network (slow first image)")
+    add_compile(p)
     add_batch_size(p, 1, help="images per forward pass (consecutive images of equal size; default 1)")
     p.add_argument("--workers", type=argtypes.nonneg_int, default=2,
                    help="image-decoding worker processes per process (default 2; 0 decodes in the main process)")

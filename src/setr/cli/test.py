@@ -6,8 +6,8 @@ import sys
 
 from ..errors import SetrError
 from ..dist import resolve_device
-from .common import (STDOUT, add_checkpoint, add_device, add_flip_directions, add_json, add_preset, add_set,
-                     add_speed_options, add_trust, checkpoint_of, preset_for)
+from .common import (STDOUT, add_checkpoint, add_compile, add_device, add_flip_directions, add_json, add_preset,
+                     add_set, add_speed_options, add_trust, checkpoint_of, preset_for)
 from .report_options import add_report_options, check_report_option
 
 LISTED_DATASETS = ("cityscapes", "ade20k", "pascal_context", "folder")
@@ -21,7 +21,8 @@ def _load_for_test(args, preset):
     overrides = [a for a in args.set if a.strip().startswith(("model.", "test."))]
     seg = Segmenter.from_checkpoint(args.checkpoint, preset, overrides=overrides, device=resolve_device(args.device),
                                     mode=args.mode, aug=True if args.aug else None, window_batch=args.window_batch,
-                                    precision=args.precision, flip_directions=args.flip_directions)
+                                    precision=args.precision, flip_directions=args.flip_directions,
+                                    compile=args.compile)
     print(f"testing with mode={seg.mode}, aug={'ms+flip' if seg.aug else 'off'}, device={seg.device}, "
           f"precision={seg.precision}")
     return seg
@@ -111,6 +112,7 @@ def register(sub) -> None:
     add_report_options(p)
     add_set(p, "test.img_scale=[1024,512] data.dataset=folder")
     add_speed_options(p)
+    add_compile(p)
     p.add_argument("--no-progress", action="store_true")
     add_device(p)
     add_trust(p)

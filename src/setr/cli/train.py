@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 
 from .. import argtypes
-from .common import add_batch_size, add_device, add_overwrite, add_preset, add_set, add_trust, preset_for
+from .common import (add_batch_size, add_compile, add_device, add_overwrite, add_preset, add_set, add_trust,
+                     preset_for)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -31,7 +32,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = train(preset, args.data_root, work_dir, resume=resume, load_from=args.load_from,
                    pretrained=args.pretrained, amp=args.amp, device=args.device, seed=args.seed,
                    progress=not args.no_progress, validate=not args.no_validate,
-                   overwrite=getattr(args, "overwrite", False))
+                   overwrite=getattr(args, "overwrite", False), compile=args.compile)
     msg = f"trained {preset.name} to iteration {result.iterations}; checkpoints and logs in {work_dir}"
     if result.metrics:
         msg += f"; mIoU {result.metrics['mIoU']:.4f}"
@@ -48,6 +49,7 @@ def register(sub) -> None:
     p.add_argument("--iters", type=argtypes.positive_int, help="total iterations (default: the preset's)")
     add_batch_size(p, help="global batch size (default: the preset's)")
     p.add_argument("--amp", choices=("bf16", "fp16"), help="mixed precision")
+    add_compile(p)
     p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="CKPT",
                    help="continue from CKPT, or from the latest iter_*.pth in the work dir (none yet: from 0)")
     add_overwrite(p)

@@ -74,7 +74,7 @@ def validate_preset(preset: Preset, world_size: int = 1) -> None:
 def train(preset: Preset, data_root: str | Path, work_dir: str | Path, *, resume: str | Path | bool | None = None,
           load_from: str | Path | None = None, pretrained: str | None = None, amp: str | None = None,
           device: str | None = None, seed: int = 0, progress: bool = True, validate: bool = True,
-          overwrite: bool = False) -> TrainResult:
+          overwrite: bool = False, compile: bool = False) -> TrainResult:
     """Train ``preset`` on ``data_root`` in ``work_dir`` (the loop: :func:`setr.engine.loop.run_training`).
     ``resume``: True for the newest checkpoint of the work dir, or a path; ``overwrite`` discards another run's
     checkpoints in ``work_dir`` instead of refusing to start."""
@@ -82,6 +82,7 @@ def train(preset: Preset, data_root: str | Path, work_dir: str | Path, *, resume
 
     validate_preset(preset, launch_env()[1])
     task = SegmentationTask(preset, Path(data_root), Path(work_dir), load_from, pretrained, seed, progress, validate)
+    task.compile = compile  # torch.compile the training forward (issue 21): the first step compiles
     result = run_training(task, work_dir, resume=resume, overwrite=overwrite, amp=amp, device=device,
                           progress=progress)
     return TrainResult(Path(work_dir), result.iterations, result.last_checkpoint or task.final_path,
@@ -159,6 +160,9 @@ class SegmentationTask(TrainTask):
             ddp_model = nn.parallel.DistributedDataParallel(
                 model, device_ids=[info.device.index] if info.device.type == "cuda" else None,
                 broadcast_buffers=False)
+        if getattr(self, "compile", False):
+            ddp_model = torch.compile(ddp_model)  # the loss, backward and optimiser step stay eager
+            log.info("torch.compile: the first iteration compiles the network (minutes on a CPU)")
         self.model, self.ddp_model = model, ddp_model
         r = preset.train
         self.optimizer = build_optimizer(model, r)

@@ -118,7 +118,7 @@ class EncoderDecoder(HubMixin, nn.Module):
                 count[:, :, y1:y2, x1:x2] += 1
             if on_windows is not None:  # progress within a large image: (windows done, windows in all)
                 on_windows(start + len(group), len(windows))
-        logits = (preds / count)[:, :, :h, :w]
+        logits = preds.div_(count)[:, :, :h, :w]  # in place: the same values as preds / count, no second map
         return resize(logits, ori_hw, self.align_corners) if ori_hw is not None else logits
 
     def inference_logits(self, img: torch.Tensor, mode: str = "whole", crop: Sequence[int] | None = None,
