@@ -100,9 +100,18 @@ def peak_memory(device: torch.device):
 
 
 def matmul_peak_tflops(device: torch.device, precision: str, n: int | None = None, runs: int = 5) -> float:
-    """Measured dense matmul throughput for this device and dtype (median of ``runs``)."""
-    n = n or (8192 if device.type == "cuda" else 2048)
+    """Measured dense matmul throughput for this device and dtype (median of ``runs``). On the CPU the size is
+    chosen for about a quarter second per product: a CPU without bf16 units emulates bf16 some 100x slower than
+    fp32, where a 2048^3 product would take minutes."""
     dtype = DTYPES.get(precision, torch.float32)
+    if n is None:
+        n = 8192 if device.type == "cuda" else 2048
+        if device.type == "cpu":
+            probe = 256
+            a = torch.randn(probe, probe, dtype=dtype)
+            times = _time(lambda: a @ a, device, warmup=1, runs=1)
+            rate = 2 * probe ** 3 / max(times[0], 1e-9)
+            n = min(n, max(probe, int((rate * 0.25 / 2) ** (1 / 3))))
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     times = _time(lambda: a @ b, device, warmup=2, runs=runs)

@@ -121,3 +121,19 @@ def test_set_test_keys_are_honoured_for_our_checkpoints_and_match_predict(tmp_pa
                       (predict_then_evaluate(tmp_path / "p_plain"), plain)):
         assert got["mIoU"] == pytest.approx(want["mIoU"], abs=1e-12, nan_ok=True)
         assert got["aAcc"] == pytest.approx(want["aAcc"], abs=1e-12)
+
+
+@pytest.mark.parametrize("option", ["--out", "--show-dir"])
+def test_outputs_inside_the_data_root_are_refused_before_any_work(tmp_path, capsys, option):
+    """Prediction files and overlays are named like the images: written inside the dataset they could replace it
+    or be read back as part of it. One line, nothing created."""
+    from setr.data.synthetic import write_folder
+
+    root = write_folder(tmp_path / "data", n_train=1, n_val=1, size=(32, 32), num_classes=5)
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    target = root / "images" / "val"
+    assert main(["test", "setr_demo_pup_tiny_64x64_shapes", "-c", str(tmp_path / "missing.safetensors"),
+                 "--data-root", str(root), option, str(target)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert f"{option} {target}: lies inside --data-root {root}" in err and len(err.splitlines()) == 1
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before

@@ -52,6 +52,12 @@ def cmd_test(args: argparse.Namespace) -> int:
     to_stdout = args.json == STDOUT
     json_path = Path(args.json if args.json and not to_stdout
                      else Path(args.checkpoint).with_name(f"{Path(args.checkpoint).stem}_{args.split}_metrics.json"))
+    from ..io.paths import is_within
+
+    for option, folder in (("--out", args.out), ("--show-dir", args.show_dir)):
+        if folder and is_within(folder, args.data_root):  # prediction files and overlays are named like the images
+            raise SetrError(f"{option} {folder}: lies inside --data-root {args.data_root}; the files written there "
+                            f"could replace or be read as the dataset's own: choose a folder outside it")
     for option, folder in (("--out", args.out), ("--show-dir", args.show_dir)):
         if folder:
             ensure_writable_dir(folder, option)
