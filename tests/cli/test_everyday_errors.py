@@ -274,7 +274,7 @@ def test_work_dir_that_is_a_file(data, tmp_path, capsys):
     assert failed(train_argv(data, f), capsys) == f"setr train: error: --work-dir {f}: is a file, expected a folder"
     line = failed(train_argv(data, f / "w"), capsys)
     assert line == f"setr train: error: --work-dir {f / 'w'}: {f} is a file, not a folder"
-    line = failed(["predict", DEMO, str(data / "images" / "val"), "--out", str(f)], capsys)
+    line = failed(["predict", DEMO, str(data / "images" / "val"), "--random-weights", "--out", str(f)], capsys)
     assert f"--out {f}: is a file, expected a folder" in line
 
 
@@ -297,7 +297,8 @@ def read_only_dir(tmp_path):
 
 
 def test_read_only_out_is_refused_before_any_work(read_only_dir, data, capsys):
-    line = failed(["predict", DEMO, str(data / "images" / "val"), "--out", str(read_only_dir)], capsys)
+    line = failed(["predict", DEMO, str(data / "images" / "val"), "--random-weights", "--out", str(read_only_dir)],
+                  capsys)
     assert line.startswith(f"setr predict: error: --out {read_only_dir}: folder is not writable (")
 
 

@@ -14,8 +14,9 @@ from setr import presets  # noqa: E402
 from setr.detection import build_retinanet_hlg  # noqa: E402
 from setr.cli.detect import register as add_detect_parser  # noqa: E402
 from setr.detection.coco import CocoDetection  # noqa: E402
-from setr.detection.engine import (evaluate_detector, load_detector,  # noqa: E402
-                                   train_detector)
+from setr.detection.api import load_detector_checkpoint  # noqa: E402
+from setr.detection.evaluation import evaluate_detector  # noqa: E402
+from setr.detection.training import train_detector  # noqa: E402
 from setr.engine.common import param_groups  # noqa: E402
 from setr.detection.model import FPN_STRIDES, anchor_sizes, num_anchors_for  # noqa: E402
 from setr.detection.anchors import anchor_generator_from_config  # noqa: E402
@@ -249,7 +250,7 @@ def test_exact_resume(coco_root, tmp_path):
 
 def test_evaluate_and_category_mismatch(trained, coco_root, tmp_path):
     work, metrics = trained
-    model, cats = load_detector(TINY, work / "epoch_8.pth")
+    model, _, cats, _ = load_detector_checkpoint(work / "epoch_8.pth", TINY)
     val = CocoDetection(coco_root, "val")
     out = tmp_path / "res.json"
     m = evaluate_detector(model, val, categories=cats, results_json=out)

@@ -224,7 +224,7 @@ def test_classification_and_detection_training_refuse(files, tmp_path):
     assert_refused(e.value, files["train"], m)
 
     pytest.importorskip("pycocotools")
-    from setr.detection.engine import train_detector
+    from setr.detection.training import train_detector
     from setr import presets
     from setr.detection.synthetic import write_coco
 
@@ -275,7 +275,7 @@ def test_cli_classify_and_detect_refuse(files, image, tmp_path, capsys):
     coco = write_coco(tmp_path / "coco", n_train=2, n_val=1, size=64, num_classes=1, seed=0)
     det = "retinanet_hlg_tiny_test"
     for argv, path in (
-            (["detect", "test", det, files["train"], "--data-root", coco, "--no-progress"], files["train"]),
+            (["detect", "test", det, "-c", files["train"], "--data-root", coco, "--no-progress"], files["train"]),
             (["detect", "predict", det, "--checkpoint", files["train"], image, "--out", tmp_path / "p"],
              files["train"]),
             (["detect", "train", det, "--data-root", coco, "--work-dir", tmp_path / "d", "--batch-size", "2",

@@ -73,9 +73,8 @@ def cmd_detection_info(args: argparse.Namespace, p) -> int:
 
     p.model.pretrained = None  # counting needs no ImageNet weights
     model = build_on_meta(build_retinanet_hlg, p.model, 80)
-    counts = {"total": count_params(model), "backbone": count_params(model.backbone.body),
-              "fpn": count_params(model.backbone) - count_params(model.backbone.body),
-              "head": count_params(model.head)}
+    counts = {"total": count_params(model), "backbone": count_params(model.backbone),
+              "fpn": count_params(model.neck), "head": count_params(model.bbox_head)}
     info = {"name": p.name, "task": p.task, "dataset": p.dataset, "backbone": p.backbone_name, "head": p.head_name,
             "params": counts, "notes": list(p.notes), "model": asdict(p.model), "train": asdict(p.train),
             "data": None}
