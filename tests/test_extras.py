@@ -59,7 +59,7 @@ def test_detection_without_pycocotools_is_one_line(tmp_path, monkeypatch, capsys
     from setr.detection.synthetic import write_coco
 
     write_coco(tmp_path / "coco", n_train=1, n_val=1, size=32)
-    code = main(["detect", "test", "retinanet_hlg_tiny_test", str(tmp_path / "x.pth"), "--data-root",
+    code = main(["detect", "test", "retinanet_hlg_tiny_test", "-c", str(tmp_path / "x.pth"), "--data-root",
                  str(tmp_path / "coco")])
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1

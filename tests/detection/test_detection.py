@@ -283,7 +283,7 @@ def test_cli_test_and_predict(trained, coco_root, tmp_path, capsys):
         assert im.size == (128, 128) and im.mode == "RGB"
 
     with pytest.raises(SetrError, match="checkpoint not found"):
-        _cli(["detect", "test", TINY, str(tmp_path / "nope.pth"), "--data-root", str(coco_root)])
+        _cli(["detect", "test", TINY, "-c", str(tmp_path / "nope.pth"), "--data-root", str(coco_root)])
     with pytest.raises(SetrError, match="unknown key"):
         _cli(["detect", "predict", TINY, "--checkpoint", ckpt, str(images[0]), "--out", str(tmp_path),
               "--set", "model.bogus=1"])

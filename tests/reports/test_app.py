@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_segmenter():
-    from conftest import tiny_config
+    from helpers import tiny_config
     from setr.config import build_model
     from setr.inference import Segmenter
 

@@ -85,7 +85,7 @@ def test_plot_errors_are_one_line(tmp_path, capsys):
 
 
 def test_training_writes_curves_and_validation_points(tmp_path):
-    from conftest import tiny_sets
+    from helpers import tiny_sets
     from setr.data.synthetic import write_folder
     from setr.presets import get as get_preset
 

@@ -33,7 +33,7 @@ def test_classify_test_report(tmp_path, capsys):
     model = timm.create_model("hlg_tiny", num_classes=3)
     torch.save(model.state_dict(), tmp_path / "hlg.pth")
     out = tmp_path / "rep"
-    assert main(["classify", "test", "hlg_tiny", str(tmp_path / "hlg.pth"), "--data-root", str(root),
+    assert main(["classify", "test", "hlg_tiny", "-c", str(tmp_path / "hlg.pth"), "--data-root", str(root),
                  "--img-size", "32", "--workers", "0", "--batch-size", "4", "--json", str(tmp_path / "m.json"),
                  "--report", str(out), "--report-images", "2"]) == 0
     assert f"report written to {out / 'report.html'}" in capsys.readouterr().out
@@ -47,6 +47,6 @@ def test_classify_test_report(tmp_path, capsys):
     assert len(rep["worst_images"]) == min(2, wrong)
     page = (out / "report.html").read_text()
     assert page.count('class="class-row"') == 3 and page.count('class="gallery-item"') == min(2, wrong)
-    assert main(["classify", "test", "hlg_tiny", str(tmp_path / "hlg.pth"), "--data-root", str(root),
+    assert main(["classify", "test", "hlg_tiny", "-c", str(tmp_path / "hlg.pth"), "--data-root", str(root),
                  "--report", str(root / "val")]) == 1
     assert "lies inside the input folder --data-root" in capsys.readouterr().err

@@ -57,7 +57,7 @@ def _no_network_references(page: str) -> None:
 def _tiny_demo_checkpoint(tmp_path):
     import sys
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1]))
-    from conftest import tiny_sets
+    from helpers import tiny_sets
     from setr.config import build_model
     from setr.model_files import save_model
     from setr.overrides import apply_overrides
@@ -75,7 +75,7 @@ def test_setr_test_report(tmp_path, capsys):
     root = write_folder(tmp_path / "data", n_train=1, n_val=4, size=(32, 48), num_classes=5)
     name, ckpt = _tiny_demo_checkpoint(tmp_path)
     out = tmp_path / "report"
-    assert main(["test", name, str(ckpt), "--data-root", str(root), "--no-progress", "--precision", "fp32",
+    assert main(["test", name, "-c", str(ckpt), "--data-root", str(root), "--no-progress", "--precision", "fp32",
                  "--json", str(tmp_path / "m.json"), "--report", str(out), "--report-images", "3"]) == 0
     assert f"report written to {out / 'report.html'}" in capsys.readouterr().out
     metrics = json.loads((tmp_path / "m.json").read_text())
@@ -104,12 +104,12 @@ def test_report_refuses_an_input_folder(tmp_path, capsys):
 
     root = write_folder(tmp_path / "data", n_train=1, n_val=1, size=(32, 32))
     name, ckpt = _tiny_demo_checkpoint(tmp_path)
-    assert main(["test", name, str(ckpt), "--data-root", str(root), "--report", str(root / "report")]) == 1
+    assert main(["test", name, "-c", str(ckpt), "--data-root", str(root), "--report", str(root / "report")]) == 1
     err = capsys.readouterr().err.strip()
     assert err == (f"setr test: error: --report {root / 'report'}: lies inside the input folder --data-root "
                    f"{root}; write the report elsewhere")
     assert not (root / "report").exists()
-    assert main(["test", name, str(ckpt), "--data-root", str(root), "--format-only", "--out", str(tmp_path / "o"),
+    assert main(["test", name, "-c", str(ckpt), "--data-root", str(root), "--format-only", "--out", str(tmp_path / "o"),
                  "--report", str(tmp_path / "r")]) == 1
     assert capsys.readouterr().err.strip() == ("setr test: error: --report scores predictions against the ground "
                                                "truth: not with --format-only")
