@@ -137,3 +137,21 @@ def test_outputs_inside_the_data_root_are_refused_before_any_work(tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert f"{option} {target}: lies inside --data-root {root}" in err and len(err.splitlines()) == 1
     assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+
+
+def test_a_checkpoint_of_another_model_than_the_preset_is_named(tmp_path, capsys):
+    """Our checkpoint's stored configuration wins over the preset's architecture, and setr test says so."""
+    import torch
+
+    from setr.data.synthetic import write_folder
+
+    name = "setr_demo_pup_tiny_64x64_shapes"
+    root = write_folder(tmp_path / "data", n_train=1, n_val=1, size=(32, 32), num_classes=5)
+    preset = apply_overrides(presets.get(name), ["model.backbone.embed_dim=48"])
+    torch.manual_seed(0)
+    ckpt = save_model(build_model(preset.model, with_aux=False), preset.model, tmp_path / "other.safetensors")
+    assert main(["test", name, "-c", str(ckpt), "--data-root", str(root), "--precision", "fp32", "--no-progress",
+                 "--json", str(tmp_path / "m.json")]) == 0
+    err = capsys.readouterr().err
+    assert (f"warning: {ckpt} was trained as another model than preset {name} (backbone.embed_dim differ): "
+            "testing with the checkpoint's own configuration") in err

@@ -9,7 +9,7 @@ from .common import (add_batch_size, add_checkpoint, add_compile, add_device, ad
                      add_speed_options, add_trust)
 
 
-def preset_mismatch(checkpoint, preset: str, overrides=()) -> str | None:
+def preset_mismatch(checkpoint, preset: str, overrides=(), doing: str = "predicting") -> str | None:
     """A one-line warning when one of our checkpoints holds another model than ``preset`` describes (its own
     stored configuration is used, the preset's architecture is not); None when they agree or the file is foreign."""
     from ..model_files import architecture, read_config
@@ -29,7 +29,7 @@ def preset_mismatch(checkpoint, preset: str, overrides=()) -> str | None:
         else:
             detail.append(k)
     return (f"warning: {checkpoint} was trained as another model than preset {preset} ({', '.join(detail[:4])}"
-            f"{' ...' if len(detail) > 4 else ''} differ): predicting with the checkpoint's own configuration")
+            f"{' ...' if len(detail) > 4 else ''} differ): {doing} with the checkpoint's own configuration")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

@@ -65,6 +65,12 @@ def cmd_test(args: argparse.Namespace) -> int:
         ensure_writable_file(json_path, "--json" if args.json else "--json (default: next to the checkpoint)")
     check_report_option(args, {"--data-root": args.data_root})
     seg = _load_for_test(args, preset)
+    from .predict import preset_mismatch
+
+    mismatch = preset_mismatch(args.checkpoint, args.preset, [s for s in args.set if s.startswith("model.")],
+                               doing="testing")
+    if mismatch:  # never ignored without a word (the same rule as setr predict)
+        print(mismatch, file=sys.stderr)
     # the dataset the checkpoint was trained on (stored with it) unless --set data.dataset says otherwise
     name = preset.data.dataset
     if seg.cfg.dataset in LISTED_DATASETS and not any(s.startswith("data.dataset=") for s in args.set):
