@@ -4,6 +4,7 @@ Pretrained folders (:mod:`setr.hub`) and ``setr convert-weights`` (:mod:`setr.hu
 so each kind is handled in one place instead of a branch per kind in every function."""
 from __future__ import annotations
 
+import abc
 import dataclasses
 from typing import Any
 
@@ -15,26 +16,28 @@ from ..errors import SetrError
 FORMAT = "setr-pretrained-1"  # config.json of segmentation and detection folders (classification: timm's format)
 
 
-class Adapter:
+class Adapter(abc.ABC):
     kind: str = ""
 
+    @abc.abstractmethod
     def owns(self, obj: Any) -> bool:
-        raise NotImplementedError
+        """Whether ``obj`` is a model of this kind."""
 
+    @abc.abstractmethod
     def config_of(self, obj: Any, *, config: Any = None, preset: str | None = None,
                   class_names: list[str] | None = None, categories: list[dict] | None = None) -> tuple[nn.Module, dict]:
         """(the module whose weights are saved, the kind's part of ``config.json``)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def build(self, conf: dict, with_aux: bool = False) -> nn.Module:
         """The model ``conf`` (a ``config.json``) describes, with fresh weights."""
-        raise NotImplementedError
 
     def example_input(self, conf: dict, size: tuple[int, int] | None, generator: torch.Generator) -> torch.Tensor:
         return torch.randn(1, 3, *(size or (256, 256)), generator=generator)
 
+    @abc.abstractmethod
     def outputs(self, model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-        raise NotImplementedError
+        """The tensors compared when a conversion is checked."""
 
 
 class SegmentationAdapter(Adapter):
