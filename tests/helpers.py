@@ -71,3 +71,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def tiny_detector_model(preset: str = "retinanet_hlg_tiny_test", num_classes: int = 2):
+    """A tiny RetinaNet-HLG (and its preset) whose class scores are 0.5 everywhere, so that every image gets
+    detections."""
+    import torch
+
+    from setr import presets
+    from setr.detection.model import build_retinanet_hlg
+
+    p = presets.get(preset, "detection")
+    p.model.pretrained = None
+    torch.manual_seed(0)
+    model = build_retinanet_hlg(p.model, num_classes)
+    with torch.no_grad():
+        model.bbox_head.retina_cls.bias.zero_()
+    return model, p

@@ -22,12 +22,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def mmdet_checkpoint(tmp_path_factory):
     """A tiny RetinaNet-HLG saved the way mmcv's save_checkpoint does (state_dict + meta with CLASSES), with
     scores of 0.5 everywhere so that every image gets detections."""
-    p = presets.get(TINY, "detection")
-    p.model.pretrained = None
-    torch.manual_seed(0)
-    model = build_retinanet_hlg(p.model, 2)
-    with torch.no_grad():
-        model.bbox_head.retina_cls.bias.zero_()
+    from helpers import tiny_detector_model
+
+    model, _ = tiny_detector_model(TINY)
     path = tmp_path_factory.mktemp("ckpt") / "retinanet_tiny.pth"
     torch.save({"meta": {"mmdet_version": "2.26.0", "CLASSES": ("circle", "square"), "epoch": 1},
                 "state_dict": model.state_dict()}, path)

@@ -170,19 +170,9 @@ DET_PRESET = "retinanet_hlg_tiny_test"
 
 
 def tiny_detector_model():
-    """A tiny RetinaNet-HLG whose class scores are 0.5 everywhere, so that every image gets detections."""
-    import torch
+    from helpers import tiny_detector_model as build
 
-    from setr.detection.model import build_retinanet_hlg
-    from setr import presets
-
-    p = presets.get(DET_PRESET, "detection")
-    p.model.pretrained = None
-    torch.manual_seed(0)
-    model = build_retinanet_hlg(p.model, 2)
-    with torch.no_grad():
-        model.bbox_head.retina_cls.bias.zero_()
-    return model, p
+    return build(DET_PRESET)
 
 
 def tiny_detector():
