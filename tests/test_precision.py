@@ -76,12 +76,66 @@ def test_bf16_path_stores_weights_in_bf16_with_identical_arithmetic():
     assert all(torch.equal(saved[k], state[k]) and saved[k].dtype == state[k].dtype for k in state)
 
 
-def test_fp32_path_is_untouched():
+def randomise_batchnorm(model):
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, b in model.named_buffers():
+            if name.endswith("running_mean"):
+                b.copy_(0.3 * torch.randn(b.shape, generator=g))
+            elif name.endswith("running_var"):
+                b.copy_(0.5 + torch.rand(b.shape, generator=g))
+        for name, p in model.named_parameters():
+            if "syncbn" in name or ".1." in name:
+                p.add_(0.1 * torch.randn(p.shape, generator=g))
+    return model
+
+
+def test_fp32_path_folds_head_batchnorm_keeping_the_weights():
     model, _ = demo_model()
+    randomise_batchnorm(model)
     x = torch.randn(1, 3, 64, 64)
     want = logits(model, x)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
     prepared = prepare_for_inference(model, "fp32", "cpu")
-    assert prepared is model and torch.equal(logits(prepared, x), want)
+    assert prepared is model
+    bns = [m for m in model.decode_head.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    calls = []
+    hooks = [m.register_forward_hook(lambda *a: calls.append(1)) for m in bns]
+    got = logits(prepared, x)
+    assert not calls  # the BatchNorms no longer run: folded into the convolutions
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-5) and not torch.equal(got, torch.zeros_like(got))
+    saved = model.state_dict()  # parameters, statistics and keys untouched
+    assert saved.keys() == state.keys() and all(torch.equal(saved[k], state[k]) for k in state)
+    # the fold follows the weights: new statistics, new result; training mode runs the BatchNorm itself
+    with torch.no_grad():
+        model.decode_head.syncbn_fc_0.running_mean.add_(1.0)
+    moved = logits(prepared, x)
+    assert not torch.allclose(moved, want, atol=1e-3)
+    reference = demo_model()[0]
+    reference.load_state_dict(model.state_dict())
+    assert torch.allclose(moved, logits(reference.eval(), x), atol=1e-5, rtol=1e-5)
+    model.train()
+    model.decode_head(model.backbone(x))  # train mode: BatchNorm runs (batch statistics), no error
+    assert calls
+    for h in hooks:
+        h.remove()
+
+
+def test_mla_head_folds_its_sequential_convolutions():
+    from setr.precision import conv_bn_pairs
+
+    model, _ = demo_model()
+    assert len(conv_bn_pairs(model.decode_head)) == 4  # the demo's PUP head: conv_i -> syncbn_fc_i
+    from setr.models.heads.common import ConvBNSequential, conv_bn_relu
+
+    seq = ConvBNSequential(*conv_bn_relu(8, 8, 3), *conv_bn_relu(8, 8, 3)).eval()
+    randomise_batchnorm(seq)
+    assert [(c, b) for _, c, b in conv_bn_pairs(seq)] == [("0", "1"), ("3", "4")]
+    x = torch.randn(2, 8, 12, 12)
+    with torch.no_grad():
+        want = seq(x)
+        prepare_for_inference(seq, "fp32", "cpu")
+        assert torch.allclose(seq(x), want, atol=1e-5, rtol=1e-5)
 
 
 def test_int8_path_quantizes_linear_layers_and_agrees_with_fp32():
@@ -95,6 +149,15 @@ def test_int8_path_quantizes_linear_layers_and_agrees_with_fp32():
 
     assert isinstance(q.backbone.blocks[0].attn.qkv, DynamicInt8Linear)
     assert isinstance(q.backbone.blocks[0].mlp.fc2, DynamicInt8Linear)
+    from setr.precision import DynamicInt8Conv2d, has_int8_convolution
+
+    head = q.decode_head
+    if has_int8_convolution():  # x86 builds: the head's conv + BN pairs are int8 with the BN folded in
+        assert all(isinstance(getattr(head, f"conv_{i}"), DynamicInt8Conv2d) for i in range(1, 4))
+    assert type(head.conv_0) is nn.Conv2d  # the first reads the encoder's signed features: fp32, BN folded in
+    assert all(isinstance(getattr(head, f"syncbn_fc_{i}"), nn.Identity) for i in range(4))
+    assert isinstance(head.conv_4, nn.Conv2d)  # the classifier stays fp32
+    assert isinstance(model.decode_head.conv_0, nn.Conv2d)  # the caller's model keeps its layers
     got = logits(q, x, "int8")
     assert got.shape == want.shape
     # int8 weights and activations: close, not equal

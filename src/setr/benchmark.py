@@ -186,7 +186,7 @@ def benchmark(preset: Preset, shape: tuple[int, int] | None = None, batch: int =
             optimizer_step(loss, opt, model, scaler)  # the loop's step (segmentation: no clipping)
     else:
         # the path `setr predict` takes: channels-last heads, the device's attention kernel, int8 layers
-        model = prepare_for_inference(model.eval(), prec, dev)
+        model = prepare_for_inference(model.eval(), prec, dev, fold=not compile)
         if compile and prec != "int8-static":  # int8-static compiles in its own wrapper
             model.encode_decode = torch.compile(model.encode_decode, dynamic=False)
         wb = window_batch or (1 if prec in ("fp32", "int8-static") else 8)

@@ -157,7 +157,8 @@ class Segmenter(HubMixin):
         self.device = torch.device(device)
         self.precision = resolve_precision(precision, self.device)
         # fast paths: channels-last head convolutions, the device's attention kernel, int8 linear layers
-        self.model = prepare_for_inference(model.to(self.device).eval(), self.precision, self.device)
+        self.model = prepare_for_inference(model.to(self.device).eval(), self.precision, self.device,
+                                           fold=not compile)
         if compile and self.precision != "int8-static":  # int8-static is compiled by its own wrapper
             self.model.encode_decode = torch.compile(self.model.encode_decode, dynamic=False)
         self.mode = mode or cfg.test.mode

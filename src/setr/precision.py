@@ -121,26 +121,126 @@ def _full_precision_state(module, state_dict, prefix, local_metadata):
             state_dict[prefix + n] = p.detach()
 
 
-def prepare_for_inference(model: torch.nn.Module, precision: str, device: torch.device | str) -> torch.nn.Module:
-    """The model as ``precision`` runs it on ``device`` (eval mode): fp32 untouched (the original's arithmetic);
-    otherwise channels-last head convolutions, the device's attention kernel and the matmul weights stored in the
-    autocast dtype; int8 quantizes the encoder's linear layers. Returns the (possibly new) model, to be run under
-    ``autocast(precision, device)``."""
+def conv_bn_pairs(module: torch.nn.Module) -> list[tuple[torch.nn.Module, str, str]]:
+    """(parent, conv name, BatchNorm name) of every convolution whose output goes straight into a BatchNorm in
+    the SETR / HLG heads: ``conv_i`` -> ``syncbn_fc_i`` children, and neighbours in a ``ConvBNSequential``."""
+    from .models.heads.common import ConvBNSequential
+
+    pairs = []
+    for parent in module.modules():
+        children = dict(parent.named_children())
+        names = list(children)
+        if isinstance(parent, ConvBNSequential):
+            candidates = zip(names, names[1:])
+        else:
+            candidates = ((n, "syncbn_fc_" + n[len("conv_"):]) for n in names if n.startswith("conv_"))
+        pairs += [(parent, c, b) for c, b in candidates
+                  if isinstance(children.get(c), torch.nn.Conv2d) and isinstance(children.get(b), torch.nn.BatchNorm2d)]
+    return pairs
+
+
+def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """Inference: every head convolution followed by a BatchNorm runs as one convolution with the BatchNorm folded
+    into its weight and bias (see ``setr.models.heads.common.conv_bn``: eval mode only, recomputed when a weight
+    changes, the parameters and ``state_dict`` untouched). The same function up to float rounding (~1e-7)."""
+    from .models.heads.common import FOLD_FLAG
+
+    for parent, conv_name, _ in conv_bn_pairs(model):
+        setattr(getattr(parent, conv_name), FOLD_FLAG, True)
+    return model
+
+
+class DynamicInt8Conv2d(torch.nn.Module):
+    """A convolution (BatchNorm already folded in) as dynamic int8 on the CPU: weights int8 per output channel,
+    the input quantized per call to uint8 over its own [min, max] (per tensor), int32 accumulation, fp32 output
+    (oneDNN's quantized convolution, the kernel Inductor's x86 int8 path calls). Dynamic like the int8 linear
+    layers: nothing is calibrated, each image's result depends on that image alone."""
+
+    def __init__(self, conv: torch.nn.Conv2d):
+        super().__init__()
+        weight = conv.weight.detach().float()
+        # plain attributes, not buffers: oneDNN's packed weight is an opaque CPU tensor (no state_dict, no .to())
+        self.w_scale = weight.abs().amax(dim=(1, 2, 3)).clamp_min(1e-12) / 127
+        self.w_zero_point = torch.zeros(weight.shape[0], dtype=torch.int64)
+        self.bias = None if conv.bias is None else conv.bias.detach().float().clone()
+        q = torch.clamp(torch.round(weight / self.w_scale[:, None, None, None]), -128, 127).to(torch.int8)
+        self.conv_args = (list(conv.stride), list(conv.padding), list(conv.dilation), conv.groups)
+        self.packed_weight = torch.ops.onednn.qconv_prepack(
+            q.contiguous(memory_format=torch.channels_last), self.w_scale, 1.0, 0, *self.conv_args, None)
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, stride={self.conv_args[0]}, padding={self.conv_args[1]}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import warnings
+
+        x = x.float().contiguous(memory_format=torch.channels_last)
+        lo, hi = min(float(x.amin()), 0.0), max(float(x.amax()), 0.0)
+        scale = max((hi - lo) / 255.0, 1e-12)
+        zero_point = min(255, max(0, round(-lo / scale)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # quantized tensor factories: deprecated, still the fast kernel
+            xq = torch.quantize_per_tensor(x, scale, zero_point, torch.quint8).int_repr()
+        return torch.ops.onednn.qconv2d_pointwise(xq, scale, zero_point, self.packed_weight, self.w_scale,
+                                                  self.w_zero_point, self.bias, *self.conv_args, 1.0, 0,
+                                                  torch.float32, "none", [], "")
+
+
+def has_int8_convolution() -> bool:
+    """Whether this PyTorch build has oneDNN's quantized convolution (x86 CPU builds)."""
+    try:
+        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qconv2d_pointwise")
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def quantize_head_convolutions(model: torch.nn.Module) -> torch.nn.Module:
+    """In an int8 copy of the model: every decode-head convolution followed by a BatchNorm gets the BatchNorm
+    folded in and, where the build has oneDNN's quantized convolution, runs as :class:`DynamicInt8Conv2d`, but
+    for the head's first (``conv_0``); the classifier convolutions (not followed by a BatchNorm) stay fp32, so
+    the logits come from fp32 weights."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    head = getattr(model, "decode_head", model)
+    int8 = has_int8_convolution()
+    for parent, conv_name, bn_name in conv_bn_pairs(head):
+        fused = fuse_conv_bn_eval(getattr(parent, conv_name).eval(), getattr(parent, bn_name).eval())
+        # a head's first convolution (``conv_0``) reads the encoder's signed, outlier-heavy features: it stays
+        # fp32 (a few % of the head's work at SETR sizes); the later ones read ReLU outputs, which int8 keeps well
+        setattr(parent, conv_name, DynamicInt8Conv2d(fused) if int8 and conv_name != "conv_0" else fused)
+        setattr(parent, bn_name, torch.nn.Identity())
+    return model
+
+
+def prepare_for_inference(model: torch.nn.Module, precision: str, device: torch.device | str,
+                          fold: bool = True) -> torch.nn.Module:
+    """The model as ``precision`` runs it on ``device`` (eval mode). Every precision: the head convolutions
+    channels-last. fp32: the original's arithmetic with each head BatchNorm folded into its convolution
+    (:func:`fold_batchnorm`, ~1e-7 on the logits; ``fold=False`` leaves them, for ``torch.compile``, which
+    fuses itself). Other precisions: the whole model channels-last, the device's attention kernel and the matmul
+    weights stored in the autocast dtype; int8 quantizes the encoder's linear layers and the head's
+    convolutions that precede a BatchNorm (dynamic int8, :func:`quantize_head_convolutions`). Returns the
+    (possibly new) model, to be run under ``autocast(precision, device)``."""
     from .models.vit import set_attention_kernel
 
     model = model.eval()
-    if precision == "fp32":
-        return model
     if precision == "int8-static":
         model.encode_decode = StaticInt8(model)
         return model
+    head = getattr(model, "decode_head", None)
+    if head is not None:
+        head.to(memory_format=torch.channels_last)  # the head's convolutions: measured faster channels-last
+    if precision == "fp32":
+        return fold_batchnorm(model) if fold else model
     model = model.to(memory_format=torch.channels_last)
     set_attention_kernel(model, attention_kernel(device, precision))
     if precision == "int8":
-        model = quantize_int8(model)
+        model = quantize_int8(model)  # a copy: the caller's model keeps its layers
+        quantize_head_convolutions(model)
         if has_fast_bf16(device):
             precast_matmul_weights(model, torch.bfloat16)  # the convolutions left in float
-    else:
+    else:  # (no folding here: the precast weights reproduce plain autocast bit for bit)
         precast_matmul_weights(model, DTYPES[precision])
     return model
 

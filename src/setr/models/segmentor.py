@@ -71,7 +71,7 @@ class EncoderDecoder(HubMixin, nn.Module):
             outs = [head(feats, out_size=size, grid=grid, defer=True) if getattr(head, "can_defer", False)
                     else deferred(head(feats, out_size=size, grid=grid), ()) for head in heads]
             return [o._replace(crop=(h, w)) if tuple(size) != (h, w) else o for o in outs]
-        outs = [head(feats, out_size=size, grid=grid) for head in heads]
+        outs = [head(feats, out_size=size, grid=grid).contiguous() for head in heads]  # (heads may run channels-last)
         return [o[..., :h, :w] if tuple(size) != (h, w) else o for o in outs]
 
     def encode_decode(self, img: torch.Tensor) -> torch.Tensor:

@@ -79,9 +79,58 @@ def bn(channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, eps=BN_EPS)
 
 
-def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int) -> nn.Sequential:
-    """Bias-free conv -> BN -> ReLU as ``Sequential`` (keys ``0.weight``, ``1.*``), the MLA layout."""
-    return nn.Sequential(
+FOLD_FLAG = "_setr_fold_bn"  # set on a Conv2d by setr.precision.fold_batchnorm (inference only)
+
+
+def conv_bn(conv: nn.Conv2d, norm: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """``norm(conv(x))``. For inference, once :func:`setr.precision.fold_batchnorm` has marked ``conv`` and while
+    both are in eval mode: one convolution with the BatchNorm folded into its weight and bias (the same function,
+    up to float rounding: ~1e-7 on the logits), recomputed whenever a weight or running statistic changes."""
+    if conv.training or norm.training or not getattr(conv, FOLD_FLAG, False):
+        return norm(conv(x))
+    return _folded_conv(conv, norm, x)
+
+
+def _folded_conv(conv: nn.Conv2d, norm: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    tensors = (conv.weight, conv.bias, norm.weight, norm.bias, norm.running_mean, norm.running_var)
+    # (inference tensors keep no version counter: their storage and dtype stand for them)
+    key = tuple(None if t is None else (t.data_ptr(), -1 if t.is_inference() else t._version, t.dtype)
+                for t in tensors)
+    cached = getattr(conv, "_setr_folded", None)
+    if cached is None or cached[0] != key:
+        from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+        with torch.inference_mode(False), torch.no_grad():
+            weight, bias = fuse_conv_bn_weights(conv.weight, conv.bias, norm.running_mean, norm.running_var,
+                                                norm.eps, norm.weight, norm.bias)
+            weight = weight.detach().contiguous(memory_format=torch.channels_last
+                                                if conv.weight.is_contiguous(memory_format=torch.channels_last)
+                                                else torch.contiguous_format)
+        cached = conv._setr_folded = (key, weight, bias.detach())
+    return conv._conv_forward(x, cached[1], cached[2])
+
+
+class ConvBNSequential(nn.Sequential):
+    """``nn.Sequential`` whose (Conv2d, BatchNorm2d) neighbours run through :func:`conv_bn` (the same modules,
+    keys and function as a plain ``Sequential``; the BatchNorm folds into the conv for inference)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layers = list(self)
+        i = 0
+        while i < len(layers):
+            if (i + 1 < len(layers) and isinstance(layers[i], nn.Conv2d)
+                    and isinstance(layers[i + 1], nn.BatchNorm2d)):
+                x = conv_bn(layers[i], layers[i + 1], x)
+                i += 2
+            else:
+                x = layers[i](x)
+                i += 1
+        return x
+
+
+def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int) -> ConvBNSequential:
+    """Bias-free conv -> BN -> ReLU as a ``Sequential`` (keys ``0.weight``, ``1.*``), the MLA layout."""
+    return ConvBNSequential(
         nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
         bn(out_channels),
         nn.ReLU(inplace=True),

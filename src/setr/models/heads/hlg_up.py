@@ -23,7 +23,7 @@ from timm.layers import DropPath, Mlp
 from ..hlg import (DynamicPosBias, Grouping, attention, crop_tokens, grid_coords, linspace, merge_heads,
                    nchw_to_tokens, pad_to_multiple, relative_offsets, smooth_bottleneck, spatial_smooth,
                    split_heads, tokens_to_nchw)
-from .common import bn, resize
+from .common import bn, conv_bn, resize
 
 HEAD_LAYER_NORM_EPS = 1e-5
 
@@ -143,7 +143,7 @@ class HLGUPHead(nn.Module):
         """Four maps (B, C_i, h_i, w_i) -> logits (B, num_classes, 4h, 4w), (h, w) the ``fuse_level`` size."""
         size = feats[self.fuse_level].shape[-2:]
         x = torch.cat([resize(feats[i], size, self.align_corners) for i in self.in_index], dim=1)
-        x = F.relu(self.syncbn_fc_0(self.conv_0(x)), inplace=True)  # (B, channels, h, w)
+        x = F.relu(conv_bn(self.conv_0, self.syncbn_fc_0, x), inplace=True)  # (B, channels, h, w)
         hw = (x.shape[-2], x.shape[-1])
         t = nchw_to_tokens(x)
         for layer in self.decode_transformer:

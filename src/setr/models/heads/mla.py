@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .common import conv_bn_relu, deferred, resize
+from .common import ConvBNSequential, conv_bn_relu, deferred, resize
 
 LEVELS = (2, 3, 4, 5)  # key suffixes p2..p5 <-> mla_index[0..3]
 
@@ -45,7 +45,7 @@ class MLAHead(nn.Module):
         self.img_size = tuple(img_size) if img_size is not None else None  # the original's own output size
         self.mlahead = nn.Module()
         for lv in LEVELS:
-            branch = nn.Sequential(*conv_bn_relu(mla_channels, mlahead_channels, 3),
+            branch = ConvBNSequential(*conv_bn_relu(mla_channels, mlahead_channels, 3),
                                    *conv_bn_relu(mlahead_channels, mlahead_channels, 3))
             self.mlahead.add_module(f"head{lv}", branch)  # keys head{lv}.{0,1,3,4}.*
         self.cls = nn.Conv2d(4 * mlahead_channels, num_classes, 3, padding=1)

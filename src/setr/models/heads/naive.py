@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import bn, deferred, resize, tokens_to_map
+from .common import bn, conv_bn, deferred, resize, tokens_to_map
 
 LAYER_NORM_EPS = 1e-6
 
@@ -42,7 +42,7 @@ class NaiveHead(nn.Module):
         (resized to the configured ``img_size``); with ``defer`` a :class:`DeferredLogits` (the classifier's output
         and the resize still to apply) for the training loss."""
         x = tokens_to_map(self.norm(feats[self.in_index]), grid, self.has_cls_token)  # (B, C, h, w)
-        x = F.relu(self.syncbn_fc_0(self.conv_0(x)), inplace=True)
+        x = F.relu(conv_bn(self.conv_0, self.syncbn_fc_0, x), inplace=True)
         if self.mid_scale != 1:  # PUP auxiliary heads: x4 before the classifier
             x = resize(x, (x.shape[-2] * self.mid_scale, x.shape[-1] * self.mid_scale), self.align_corners)
         x = self.conv_1(x)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import bn, deferred, resize, tokens_to_map
+from .common import bn, conv_bn, deferred, resize, tokens_to_map
 from .naive import LAYER_NORM_EPS
 
 NUM_CONVS = 4
@@ -46,10 +46,11 @@ class PUPHead(nn.Module):
         loss. (``img_size`` is accepted for a uniform constructor; the original PUP head does not use it.)"""
         x = tokens_to_map(self.norm(feats[self.in_index]), grid, self.has_cls_token)  # (B, C, h, w)
         for i in range(NUM_CONVS):
-            x = F.relu(getattr(self, f"syncbn_fc_{i}")(getattr(self, f"conv_{i}")(x)), inplace=True)
+            x = F.relu(conv_bn(getattr(self, f"conv_{i}"), getattr(self, f"syncbn_fc_{i}"), x), inplace=True)
             if i < NUM_CONVS - 1:
                 x = self._up2(x)  # h -> 2h -> 4h -> 8h
-        x = getattr(self, f"conv_{NUM_CONVS}")(x)  # classifier at 8h, then logits to 16h, then to out_size
+        # classifier at 8h, then logits to 16h, then to out_size (contiguous: the head may run channels-last)
+        x = getattr(self, f"conv_{NUM_CONVS}")(x).contiguous()
         natural = (2 * x.shape[-2], 2 * x.shape[-1])
         out = deferred(x, [natural, out_size or natural], self.align_corners)
         return out if defer else out.materialise()
