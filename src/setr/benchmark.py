@@ -15,7 +15,8 @@ from typing import Callable
 import torch
 
 from .config import build_model
-from .precision import DTYPES, attention_kernel, autocast, has_fast_bf16, prepare_for_inference, resolve_precision
+from .precision import (DTYPES, attention_kernel, autocast, default_window_batch, has_fast_bf16, prepare_for_inference,
+                        resolve_precision)
 from .presets import Preset
 
 
@@ -189,7 +190,7 @@ def benchmark(preset: Preset, shape: tuple[int, int] | None = None, batch: int =
         model = prepare_for_inference(model.eval(), prec, dev, fold=not compile)
         if compile and prec != "int8-static":  # int8-static compiles in its own wrapper
             model.encode_decode = torch.compile(model.encode_decode, dynamic=False)
-        wb = window_batch or (1 if prec in ("fp32", "int8-static") else 8)
+        wb = window_batch or default_window_batch(prec)
         t = cfg.test
 
         def step():

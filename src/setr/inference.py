@@ -151,7 +151,7 @@ class Segmenter(HubMixin):
     def __init__(self, model: nn.Module, cfg: ModelConfig, device: str | torch.device = "cpu",
                  mode: str | None = None, aug: bool | None = None, window_batch: int | None = None,
                  precision: str = "fp32", compile: bool = False, flip_directions: Sequence[str] | None = None):
-        from .precision import prepare_for_inference, resolve_precision
+        from .precision import default_window_batch, prepare_for_inference, resolve_precision
 
         self.cfg = cfg
         self.device = torch.device(device)
@@ -169,7 +169,7 @@ class Segmenter(HubMixin):
             cfg.test.flip_directions = check_flip_directions(flip_directions, "flip directions")
         check_flip_directions(cfg.test.flip_directions)
         # fp32: one window at a time, the original's order of operations; fast paths batch the windows
-        self.window_batch = window_batch or (1 if self.precision in ("fp32", "int8-static") else 8)
+        self.window_batch = window_batch or default_window_batch(self.precision)
         self.progress = False  # a progress bar over the windows of a very large image (the CLI turns it on)
         self.class_names, self.palette = classes_and_palette(cfg.dataset, cfg.num_classes, cfg.class_names)
 

@@ -61,6 +61,16 @@ def autocast(precision: str, device: torch.device | str):
     return torch.autocast(device_type=torch.device(device).type, dtype=DTYPES[precision])
 
 
+ONE_WINDOW_AT_A_TIME = ("fp32", "int8", "int8-static")
+
+
+def default_window_batch(precision: str) -> int:
+    """Sliding windows per forward by default: one for fp32 (the original's order of operations) and the CPU
+    int8 paths (one window's activations held at a time: a window's matrices already fill a CPU), eight for
+    bf16 / fp16 (GPUs and bf16 CPUs, where the batch was measured faster)."""
+    return 1 if precision in ONE_WINDOW_AT_A_TIME else 8
+
+
 def attention_kernel(device: torch.device | str, precision: str) -> str:
     """The attention kernel for inference on ``device`` at ``precision`` (see ``setr.models.vit.SetrAttention``).
 

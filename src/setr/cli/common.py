@@ -98,11 +98,12 @@ def add_flip_directions(p: argparse.ArgumentParser) -> None:
 
 def add_speed_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16", "int8", "int8-static"),
-                   help="auto: bf16 where the hardware has bf16 matrix units, else fp32; fp32 is bit-faithful; "
-                        "int8 (CPU): dynamic int8 encoder linear layers, the rest as auto; int8-static (CPU, "
+                   help="auto: bf16 where the hardware has bf16 matrix units, else fp32; fp32 is the original's "
+                        "arithmetic (head BatchNorms folded into their convolutions: ~1e-7); int8 (CPU): dynamic int8 "
+                        "encoder linear layers and head convolutions, the rest as auto; int8-static (CPU, "
                         "needs torchao): static int8 linear and conv layers, calibrated on the first image, compiled")
     p.add_argument("--window-batch", type=argtypes.positive_int, default=None,
-                   help="sliding windows per forward pass (default: 1 in fp32, 8 otherwise)")
+                   help="sliding windows per forward pass (default: 1 in fp32 and int8, 8 in bf16 / fp16)")
 
 
 def add_compile(p: argparse.ArgumentParser) -> None:
