@@ -2,18 +2,20 @@
 
 ``auto`` picks bf16 autocast where the hardware has bf16 matrix units (CUDA GPUs of compute capability >= 8,
 CPUs with AVX512-BF16 or AMX), else fp32. Under bf16 autocast, matmuls and convolutions run in bf16 while
-softmax, LayerNorm and the loss stay in fp32 (PyTorch's autocast lists); ``fp32`` reproduces the original bit
-for bit (up to float summation order). ``int8`` (CPU inference only, never picked by ``auto``): the encoder's
-linear layers run as dynamic int8 (weights int8 per output channel, activations quantized per call), the rest
-as under ``auto``. ``int8-static`` (CPU inference only, never picked by ``auto``): static int8 for the linear
-AND convolution layers (PyTorch 2 export quantization with the x86 Inductor quantizer, from ``torchao``),
-calibrated on the first input of each shape the network sees, then compiled by Inductor into fused int8
-kernels (``StaticInt8``); the first call of each shape takes minutes. ``auto`` picks neither int8 path: it is
-the fastest *exact-enough* path per machine kind as measured (benchmarks/RESULTS.md, README's speed table):
-bf16 where the CPU or GPU has bf16 units, fp32 on AVX2-only CPUs (bf16 there is emulated: slower than fp32).
-``prepare_for_inference`` applies what a precision needs to a model (channels-last head
-convolutions, the attention kernel of the device, int8 layers); ``benchmarks/cpu_fast_paths.py`` measures the
-choices and their argmax agreement with fp32.
+softmax, LayerNorm and the loss stay in fp32 (PyTorch's autocast lists); ``fp32`` is the original's arithmetic up
+to float rounding (summation order, and for inference each head BatchNorm folded into its convolution: ~1e-7 on
+the logits). ``int8`` (CPU inference only, never picked by ``auto``): the encoder's linear layers and the head's
+convolutions that read ReLU outputs run as dynamic int8 (weights int8 per output channel, activations quantized
+per call over their own range), the rest as under ``auto``. ``int8-static`` (CPU inference only, never picked by
+``auto``): static int8 for the linear AND convolution layers (PyTorch 2 export quantization with the x86 Inductor
+quantizer, from ``torchao``), calibrated on the first input of each shape the network sees, then compiled by
+Inductor into fused int8 kernels (``StaticInt8``); the first call of each shape takes minutes. ``auto`` picks
+neither int8 path: it is the fastest *exact-enough* path per machine kind as measured (benchmarks/RESULTS.md,
+README's speed table): bf16 where the CPU or GPU has bf16 units, fp32 on AVX2-only CPUs (bf16 there is emulated:
+slower than fp32). ``prepare_for_inference`` applies what a precision needs to a model (channels-last head
+convolutions with their BatchNorm folded in, the attention kernel of the device, int8 layers);
+``benchmarks/cpu_fast_paths.py`` and ``benchmarks/peers/`` measure the choices, ``benchmarks/fast_path_agreement.py``
+their argmax agreement with fp32.
 """
 from __future__ import annotations
 
@@ -205,6 +207,14 @@ def has_int8_convolution() -> bool:
         return False
 
 
+def _int8_or_fp32(conv: torch.nn.Conv2d) -> torch.nn.Module:
+    """:class:`DynamicInt8Conv2d` of ``conv``, or ``conv`` itself where this build's oneDNN cannot pack it."""
+    try:
+        return DynamicInt8Conv2d(conv)
+    except RuntimeError:
+        return conv
+
+
 def quantize_head_convolutions(model: torch.nn.Module) -> torch.nn.Module:
     """In an int8 copy of the model: every decode-head convolution followed by a BatchNorm gets the BatchNorm
     folded in and, where the build has oneDNN's quantized convolution, runs as :class:`DynamicInt8Conv2d`, but
@@ -218,7 +228,7 @@ def quantize_head_convolutions(model: torch.nn.Module) -> torch.nn.Module:
         fused = fuse_conv_bn_eval(getattr(parent, conv_name).eval(), getattr(parent, bn_name).eval())
         # a head's first convolution (``conv_0``) reads the encoder's signed, outlier-heavy features: it stays
         # fp32 (a few % of the head's work at SETR sizes); the later ones read ReLU outputs, which int8 keeps well
-        setattr(parent, conv_name, DynamicInt8Conv2d(fused) if int8 and conv_name != "conv_0" else fused)
+        setattr(parent, conv_name, _int8_or_fp32(fused) if int8 and conv_name != "conv_0" else fused)
         setattr(parent, bn_name, torch.nn.Identity())
     return model
 

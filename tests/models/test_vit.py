@@ -72,3 +72,30 @@ def test_real_sizes_on_meta(name, embed, depth, heads, params):
         vit = build_backbone(BackboneConfig(img_size=(768, 768), embed_dim=embed, depth=depth, num_heads=heads))
     assert sum(p.numel() for p in vit.parameters()) == params
     assert vit.pos_embed.shape == (1, 48 * 48 + 1, embed)
+
+
+def test_keep_holds_only_the_block_outputs_the_heads_read():
+    vit = SetrViT(img_size=(32, 32), patch_size=16, embed_dim=32, depth=4, num_heads=2).eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        every = vit(x)
+        kept = vit(x, keep=[1, -1])
+    assert [o is None for o in kept] == [True, False, True, False]
+    assert torch.equal(kept[1], every[1]) and torch.equal(kept[3], every[3])
+
+
+def test_segmentor_asks_its_backbone_for_the_heads_blocks_only(monkeypatch):
+    from tests.helpers import tiny_config
+    from setr.config import build_model
+
+    model = build_model(tiny_config(img_size=(64, 64)), with_aux=True).eval()
+    asked = []
+    forward = type(model.backbone).forward
+    monkeypatch.setattr(type(model.backbone), "forward",
+                        lambda self, x, keep=None: asked.append(keep) or forward(self, x, keep))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        model.encode_decode(x)
+        model.forward_train(x)
+    assert asked == [[model.decode_head.in_index],
+                     [model.decode_head.in_index] + [a.in_index for a in model.auxiliary_head]]

@@ -63,10 +63,14 @@ class EncoderDecoder(HubMixin, nn.Module):
         each as :class:`DeferredLogits` (its last resizes left to the training loss)."""
         h, w = img.shape[-2:]
         padded = self._pad_to_patch_multiple(img)
-        feats = self.backbone(padded)
+        heads = [self.decode_head, *self.auxiliary_head] if with_aux else [self.decode_head]
+        wanted = [getattr(head, "in_index", None) for head in heads]
+        if getattr(self.backbone, "returns_block_outputs", False) and all(isinstance(i, int) for i in wanted):
+            feats = self.backbone(padded, keep=wanted)  # only the block outputs the heads read are held
+        else:
+            feats = self.backbone(padded)
         grid = self.backbone.token_grid(padded.shape[-2:]) if hasattr(self.backbone, "token_grid") else None
         size = padded.shape[-2:]
-        heads = [self.decode_head, *self.auxiliary_head] if with_aux else [self.decode_head]
         if defer:
             outs = [head(feats, out_size=size, grid=grid, defer=True) if getattr(head, "can_defer", False)
                     else deferred(head(feats, out_size=size, grid=grid), ()) for head in heads]

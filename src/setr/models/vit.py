@@ -16,7 +16,7 @@ rule the original used once at load time), so images need not match ``img_size``
 from __future__ import annotations
 
 from functools import partial
-from typing import Sequence
+from typing import Collection, Sequence
 
 import torch
 from torch import nn
@@ -177,30 +177,38 @@ class SetrViT(nn.Module):
         x = torch.cat([cls, x], dim=1) + self.pos_embed_for(grid)
         return self.pos_drop(x), grid
 
-    def run_blocks(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def run_blocks(self, x: torch.Tensor, keep: Collection[int] | None = None) -> list[torch.Tensor | None]:
+        """Every block's output in order; with ``keep`` (block indices, negative from the end) only those, the
+        others ``None`` (not held: 24 ViT-L block outputs at a 768 window are ~220 MB)."""
+        depth = len(self.blocks)
+        kept = None if keep is None else {int(i) % depth for i in keep}
         outs = []
-        for blk in self.blocks:
+        for i, blk in enumerate(self.blocks):
             if self.grad_checkpointing and self.training and torch.is_grad_enabled():
                 x = torch.utils.checkpoint.checkpoint(blk, x, use_reentrant=False)
             else:
                 x = blk(x)
-            outs.append(x)
+            outs.append(x if kept is None or i in kept else None)
         return outs
 
     def token_grid(self, image_hw: Sequence[int]) -> tuple[int, int]:
         """The (h, w) token grid for an image of size (H, W)."""
         return image_hw[0] // self.patch_size, image_hw[1] // self.patch_size
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Returns every block's output, each (B, 1 + N, C) with the cls token at index 0."""
+    returns_block_outputs = True  # forward(x, keep=...) indexes block outputs (the MLA variant returns its neck's)
+
+    def forward(self, x: torch.Tensor, keep: Collection[int] | None = None) -> list[torch.Tensor | None]:
+        """Returns every block's output, each (B, 1 + N, C) with the cls token at index 0; with ``keep`` (the
+        block indices the heads read) the other entries are ``None``."""
         tokens, _ = self.embed(x)
-        return self.run_blocks(tokens)
+        return self.run_blocks(tokens, keep)
 
 
 class SetrViTMLA(SetrViT):
     """ViT encoder + per-level LayerNorms + the MLA neck (stored under ``mla``, as in the original)."""
 
     keeps_cls_token = False
+    returns_block_outputs = False  # its forward returns the four neck maps
 
     def __init__(self, mla_index: Sequence[int] = (5, 11, 17, 23), mla_channels: int = 256, **kwargs):
         super().__init__(**kwargs)
@@ -216,7 +224,7 @@ class SetrViTMLA(SetrViT):
         """Returns the four neck maps (P6, P12, P18, P24 for ViT-L), each (B, mla_channels, h, w)."""
         tokens, (h, w) = self.embed(x)
         tokens = tokens[:, 1:]  # reference quirk: the cls token is dropped before the first block
-        outs = self.run_blocks(tokens)
+        outs = self.run_blocks(tokens, keep=self.mla_index)
         maps = []
         for level, idx in enumerate(self.mla_index):
             t = getattr(self, f"norm_{level}")(outs[idx])
