@@ -62,8 +62,8 @@ ATTENTION_OPS = ("bmm", "_scaled_dot_product_flash_attention", "_scaled_dot_prod
 def flop_counter(display: bool = False):
     """A ``FlopCounterMode`` that also counts the fused attention kernels PyTorch's own registry misses (the CPU
     flash kernel, forward and backward) by the closed-form formula: q @ k^T and p @ v, 2 * B * heads * Nq * Nk * d
-    FLOPs each; backward 5 such matmuls (scores recomputed, dV, dP, dQ, dK). Dynamic int8 linear layers count the
-    multiply-adds of the layer they replace."""
+    FLOPs each; backward 5 such matmuls (scores recomputed, dV, dP, dQ, dK). Dynamic int8 linear and convolution
+    layers count the multiply-adds of the layer they replace."""
     from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
     def fwd(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
@@ -76,12 +76,20 @@ def flop_counter(display: bool = False):
         return 2 * x.numel() * out_val.shape[-1]
 
     int8_linear._get_raw = True
+
+    def int8_conv(qx, x_scale, x_zero_point, qw, *args, out_val=None, **kwargs) -> int:  # as the fp32 conv
+        return 2 * out_val.numel() * qw.shape[1] * qw.shape[2] * qw.shape[3]
+
+    int8_conv._get_raw = True
     forward_ops, backward_ops = _attention_kernels()
     mapping = {op: fwd for op in forward_ops}
     mapping.update({op: bwd for op in backward_ops})
     quantized = getattr(torch.ops, "quantized", None)
     if quantized is not None and hasattr(quantized, "linear_dynamic"):  # --precision int8's linear layers
         mapping[quantized.linear_dynamic] = int8_linear
+    onednn = getattr(torch.ops, "onednn", None)
+    if onednn is not None and hasattr(onednn, "qconv2d_pointwise"):  # --precision int8's head convolutions
+        mapping[onednn.qconv2d_pointwise] = int8_conv
     return FlopCounterMode(display=display, custom_mapping=mapping)
 
 

@@ -50,8 +50,12 @@ def convert_weights(source: str | os.PathLike, out_dir: str | os.PathLike, *, pr
     kind, obj, save_kwargs, notes = _load_for_conversion(path, preset, class_names, trust_checkpoint, ema)
     folder = save_pretrained(obj, out_dir, source=path.name, **save_kwargs)
     loaded = load_pretrained(folder, kind=kind, with_aux=False)
-    model = obj.model if kind == "segmentation" else obj
-    diff, shape = _compare_outputs(ADAPTERS[kind], loaded.config, model, loaded.model, verify_size, seed)
+    model, reloaded = (obj.model, loaded.model) if kind == "segmentation" else (obj, loaded.model)
+    if kind == "segmentation":  # the Segmenter's model runs prepared (BatchNorm folded): compare like with like
+        from ..precision import prepare_for_inference
+
+        reloaded = prepare_for_inference(reloaded, obj.precision, obj.device)
+    diff, shape = _compare_outputs(ADAPTERS[kind], loaded.config, model, reloaded, verify_size, seed)
     preset = loaded.config.get("preset", save_kwargs.get("preset"))
     return Conversion(kind, folder, preset, sum(p.numel() for p in loaded.model.parameters()), diff, shape, notes)
 
