@@ -193,3 +193,29 @@ def test_hlg_models_are_not_precast():
     model = nn.Sequential(nn.Linear(4, 4))
     precast_matmul_weights(model, torch.bfloat16)  # not a SETR ViT model: left alone
     assert model[0].weight.dtype == torch.float32
+
+
+def test_dynamic_int8_convolution_matches_fp32_at_every_pixel_borders_included():
+    from setr.precision import DynamicInt8Conv2d, has_int8_convolution
+
+    if not has_int8_convolution():
+        pytest.skip("this PyTorch build has no oneDNN quantized convolution (non-x86)")
+    torch.manual_seed(0)
+    conv = nn.Conv2d(32, 16, 3, padding=1)
+    q = DynamicInt8Conv2d(conv)
+    relu_input = torch.randn(1, 32, 12, 14).relu()
+    signed_input = torch.randn(1, 32, 12, 14)
+    with torch.no_grad():
+        want, got = conv(relu_input), q(relu_input)
+        assert got.shape == want.shape
+        assert (got - want).abs().max() < 0.03 * want.abs().max()  # int8: close, not equal
+        # exactly the int8 arithmetic, borders included: 7-bit input codes over [0, max] (no int16 overflow
+        # without VNNI), int8 weights per channel
+        x_scale = relu_input.max() / 127
+        w_scale = conv.weight.abs().amax(dim=(1, 2, 3)) / 127
+        x_int = torch.round(relu_input / x_scale).clamp(0, 127)
+        w_int = torch.round(conv.weight / w_scale[:, None, None, None]).clamp(-128, 127)
+        fake = nn.functional.conv2d(x_int * x_scale, w_int * w_scale[:, None, None, None], conv.bias, padding=1)
+        assert torch.allclose(got, fake, atol=1e-4 * float(want.abs().max()), rtol=0)
+        # inputs with negative values run fp32 (oneDNN pads the quantized input with the integer 0)
+        assert torch.allclose(q(signed_input), conv(signed_input), atol=1e-5, rtol=1e-5)
