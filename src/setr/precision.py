@@ -207,6 +207,17 @@ class DynamicInt8Conv2d(torch.nn.Module):
                                                   torch.float32, "none", [], "")
 
 
+def has_int8_dot_product() -> bool:
+    """Whether the CPU has int8 dot-product instructions (VNNI or AMX-INT8), read from /proc/cpuinfo (False where
+    it cannot tell: the 7-bit activations that then get used are correct on every CPU)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return any(flag in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
 def has_int8_convolution() -> bool:
     """Whether this PyTorch build has oneDNN's quantized convolution (x86 CPU builds)."""
     try:
@@ -316,7 +327,9 @@ class StaticInt8:
             x = x.detach().clone()  # inference-mode tensors cannot be traced
             graph = torch.export.export(EncodeDecode(self.model).eval(), (x,)).module()
             quantizer = xiq.X86InductorQuantizer()
-            quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
+            # without VNNI the int8 kernels' int16 pair sums overflow on 8-bit activations (torchao's advice)
+            quantizer.set_global(xiq.get_default_x86_inductor_quantization_config(
+                reduce_range=not has_int8_dot_product()))
             graph = prepare_pt2e(graph, quantizer)
             graph(x)  # calibration: the observers see this input
             graph = convert_pt2e(graph)
