@@ -50,7 +50,7 @@ def convert_weights(source: str | os.PathLike, out_dir: str | os.PathLike, *, pr
     kind, obj, save_kwargs, notes = _load_for_conversion(path, preset, class_names, trust_checkpoint, ema)
     folder = save_pretrained(obj, out_dir, source=path.name, **save_kwargs)
     loaded = load_pretrained(folder, kind=kind, with_aux=False)
-    model, reloaded = (obj.model, loaded.model) if kind == "segmentation" else (obj, loaded.model)
+    model, reloaded = (obj.model if kind == "segmentation" else obj), loaded.model
     if kind == "segmentation":  # the Segmenter's model runs prepared (BatchNorm folded): compare like with like
         from ..precision import prepare_for_inference
 
